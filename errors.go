@@ -1,0 +1,51 @@
+package memstore
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors that callers branch on. Every error returned by a Store
+// either is one of these or is an *OpError wrapping one of them.
+var (
+	// ErrNotFound: the key has no value (never written, or deleted).
+	ErrNotFound = errors.New("memstore: not found")
+	// ErrConflict: a CompareAndSet saw a different version than expected.
+	ErrConflict = errors.New("memstore: version conflict")
+	// ErrUnavailable: Redis or the database could not be reached, and the
+	// call could not be served. Nothing was written.
+	ErrUnavailable = errors.New("memstore: unavailable")
+	// ErrOutcomeUnknown: the write is committed in the database but the cache
+	// repair is pending (Redis could not be told); the outbox reconciler
+	// finishes it. Reads stay correct meanwhile.
+	ErrOutcomeUnknown = errors.New("memstore: write committed, cache repair pending")
+	// ErrInvalidKey: the key is empty or longer than Options.MaxKeySize.
+	ErrInvalidKey = errors.New("memstore: invalid key")
+	// ErrTooLarge: the encoded value is longer than Options.MaxValueSize.
+	ErrTooLarge = errors.New("memstore: value too large")
+	// ErrCodec: the value cannot be encoded so that it reads back exactly,
+	// or stored bytes cannot be decoded.
+	ErrCodec = errors.New("memstore: codec")
+	// ErrCorrupt: a cache entry failed its header or checksum test. The
+	// store drops such entries and reloads; callers see it only in Stats and
+	// logs, or from the database tier when a row itself is corrupt.
+	ErrCorrupt = errors.New("memstore: corrupt entry")
+)
+
+// OpError is the error returned by a failing Store call. It names the call
+// and the key and wraps the cause, which is one of the sentinels above
+// (possibly joined with a driver error for detail).
+type OpError struct {
+	Op  string // "get", "set", "delete", "refresh", "cas", "getmany", ...
+	Key string
+	Err error
+}
+
+func (e *OpError) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("memstore %s: %v", e.Op, e.Err)
+	}
+	return fmt.Sprintf("memstore %s %q: %v", e.Op, e.Key, e.Err)
+}
+
+func (e *OpError) Unwrap() error { return e.Err }
