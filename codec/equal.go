@@ -264,7 +264,12 @@ func (d *differ) maps(a, b reflect.Value, depth int) bool {
 	// Keys holding floats: == would match -0 with +0 and never match NaN,
 	// so pair the keys by bits. Matching greedily is sound because key
 	// equality is an equivalence relation here.
-	bkeys := b.MapKeys()
+	// The values come from iterating, not from MapIndex, which cannot
+	// find a NaN key.
+	var bkeys, bvals []reflect.Value
+	for it := b.MapRange(); it.Next(); {
+		bkeys, bvals = append(bkeys, it.Key()), append(bvals, it.Value())
+	}
 	used := make([]bool, len(bkeys))
 next:
 	for it := a.MapRange(); it.Next(); {
@@ -272,7 +277,7 @@ next:
 		for j, kb := range bkeys {
 			if !used[j] && d.same(k, kb) {
 				used[j] = true
-				if !d.equal(it.Value(), b.MapIndex(kb), depth+1) {
+				if !d.equal(it.Value(), bvals[j], depth+1) {
 					d.path = append(d.path, showKey(k))
 					return false
 				}
