@@ -1,0 +1,48 @@
+# CI is these targets (see .ci/run): `make test` is what must pass.
+# Every target that needs servers depends on deps, which installs
+# redis-server and PostgreSQL on Debian when they are missing.
+
+GO          ?= go
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+PKGS        ?= ./...
+ARGS        ?=
+
+.PHONY: all deps test test-short lint fmt fmt-check vet staticcheck run bench
+
+all: test
+
+deps:
+	@bash scripts/install-deps.sh
+
+# The full gate: formatting, vet, staticcheck, then every test with the race
+# detector against real servers.
+test: deps lint
+	$(GO) test -race -timeout 25m $(PKGS)
+
+# Without the race detector: a quicker loop while editing.
+test-short: deps
+	$(GO) test -timeout 10m $(PKGS)
+
+lint: fmt-check vet staticcheck
+
+fmt-check:
+	@files="$$(gofmt -l .)"; \
+	if [ -n "$$files" ]; then echo "gofmt: these files need formatting (run make fmt):"; echo "$$files"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck:
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+fmt:
+	gofmt -w .
+
+# The main job: for now the demo (later `memstore check`). Pass arguments
+# with ARGS="...".
+run: deps
+	$(GO) run ./cmd/memstore $(ARGS)
+
+# The cost of the test fixtures (targets: Redis <= 50 ms, Postgres <= 200 ms).
+bench: deps
+	$(GO) test -run '^$$' -bench Fixture -benchtime 20x ./memtest/
