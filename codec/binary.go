@@ -340,6 +340,48 @@ func (b *builder) funcs(t reflect.Type) (func(*encoder, reflect.Value) error, fu
 	panic("codec: building unchecked type " + t.String()) // check rejects every other kind
 }
 
+// pathError is an encode or decode error with the path to the value that
+// caused it. The path is cut at maxPath segments: a cyclic value fails
+// thousands of levels down, and formatting every level would cost quadratic
+// time for an unreadable message.
+type pathError struct {
+	path []string // innermost first
+	cut  bool     // segments beyond maxPath were dropped
+	err  error
+}
+
+const maxPath = 16
+
+func (e *pathError) Error() string {
+	var sb strings.Builder
+	sb.WriteString("at ")
+	if e.cut {
+		sb.WriteString("…")
+	}
+	for i := len(e.path) - 1; i >= 0; i-- {
+		sb.WriteString(e.path[i])
+	}
+	sb.WriteString(": ")
+	sb.WriteString(e.err.Error())
+	return sb.String()
+}
+
+func (e *pathError) Unwrap() error { return e.err }
+
+// at adds a path segment, made only on failure, to err.
+func at(err error, segment func() string) error {
+	pe, ok := err.(*pathError)
+	if !ok {
+		return &pathError{path: []string{segment()}, err: err}
+	}
+	if len(pe.path) < maxPath {
+		pe.path = append(pe.path, segment())
+	} else {
+		pe.cut = true
+	}
+	return pe
+}
+
 // encoder appends the encoding of values to buf.
 type encoder struct {
 	buf   []byte
@@ -378,7 +420,7 @@ type decoder struct {
 const truncated = "unexpected end of input"
 
 func (d *decoder) errorf(format string, args ...any) error {
-	return fmt.Errorf("at byte %d: %s", d.off, fmt.Sprintf(format, args...))
+	return fmt.Errorf("byte %d: %s", d.off, fmt.Sprintf(format, args...))
 }
 
 func (d *decoder) enter() error {
@@ -777,7 +819,7 @@ func (b *builder) slice(t reflect.Type) (func(*encoder, reflect.Value) error, fu
 		}
 		for i := range v.Len() {
 			if err := elem.enc(e, v.Index(i)); err != nil {
-				return err
+				return at(err, func() string { return "[" + strconv.Itoa(i) + "]" })
 			}
 		}
 		e.depth--
@@ -795,7 +837,7 @@ func (b *builder) slice(t reflect.Type) (func(*encoder, reflect.Value) error, fu
 			}
 			for i := range n {
 				if err := elem.dec(d, s.Index(i)); err != nil {
-					return err
+					return at(err, func() string { return "[" + strconv.Itoa(i) + "]" })
 				}
 			}
 			d.depth--
@@ -842,7 +884,7 @@ func (b *builder) structFuncs(t reflect.Type) (func(*encoder, reflect.Value) err
 	enc := func(e *encoder, v reflect.Value) error {
 		for i, f := range fields {
 			if err := f.enc(e, v.Field(i)); err != nil {
-				return fmt.Errorf("field %s: %w", t.Field(i).Name, err)
+				return at(err, func() string { return "." + t.Field(i).Name })
 			}
 		}
 		return nil
@@ -850,7 +892,7 @@ func (b *builder) structFuncs(t reflect.Type) (func(*encoder, reflect.Value) err
 	dec := func(d *decoder, v reflect.Value) error {
 		for i, f := range fields {
 			if err := f.dec(d, v.Field(i)); err != nil {
-				return fmt.Errorf("field %s: %w", t.Field(i).Name, err)
+				return at(err, func() string { return "." + t.Field(i).Name })
 			}
 		}
 		return nil

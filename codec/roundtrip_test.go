@@ -29,8 +29,15 @@ var exact = cmp.Options{
 	cmp.Exporter(func(reflect.Type) bool { return true }),
 }
 
+// tb is the part of testing.TB that the helpers use; *rapid.T has it too.
+type tb interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+}
+
 // roundTrip encodes v with c, decodes it and requires the same value back.
-func roundTrip[T any](t testing.TB, c codec.Codec[T], v T) {
+func roundTrip[T any](t tb, c codec.Codec[T], v T) {
 	t.Helper()
 	b, err := c.Encode(v)
 	if err != nil {
@@ -49,7 +56,7 @@ func roundTrip[T any](t testing.TB, c codec.Codec[T], v T) {
 }
 
 // refused requires c.Encode(v) to fail with ErrInexact.
-func refused[T any](t testing.TB, c codec.Codec[T], v T) {
+func refused[T any](t tb, c codec.Codec[T], v T) {
 	t.Helper()
 	b, err := c.Encode(v)
 	if !errors.Is(err, codec.ErrInexact) {
