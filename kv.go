@@ -14,3 +14,12 @@ type KV interface {
 	Set(ctx context.Context, key, value string) error
 	Delete(ctx context.Context, key string) error
 }
+
+// NewKV returns the KV view of a string store.
+func NewKV(s *Store[string]) KV { return kvStore{s} }
+
+type kvStore struct{ s *Store[string] }
+
+func (k kvStore) Get(ctx context.Context, key string) (string, error) { return k.s.Get(ctx, key) }
+func (k kvStore) Set(ctx context.Context, key, value string) error    { return k.s.Set(ctx, key, value) }
+func (k kvStore) Delete(ctx context.Context, key string) error        { return k.s.Delete(ctx, key) }

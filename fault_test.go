@@ -1,0 +1,240 @@
+package memstore_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/memstore/memstore"
+	"github.com/memstore/memstore/memtest"
+)
+
+func rowValue(t testing.TB, db *sql.DB, key string) (string, bool) {
+	t.Helper()
+	var v string
+	var tomb bool
+	err := db.QueryRow(`SELECT value, tombstone FROM memstore_entries WHERE key = '`+key+`'`).Scan(&v, &tomb)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, !tomb
+}
+
+func TestRedisKilled(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		s := store[string](e, nil)
+		proceed := storeOn(e, e.rdb, &memstore.Options[string]{Namespace: s.Namespace(), WritePolicy: memstore.WriteProceed, DisableReconciler: true})
+		mustSet(t, s, "k", "v1")
+		mustGet(t, s, "k", "v1")
+		if err := e.redis.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		mustGet(t, s, "k", "v1") // from the DB
+		err := s.Set(ctx, "k", "v2")
+		wantErr(t, err, memstore.ErrUnavailable)
+		if v, _ := rowValue(t, e.db, "k"); v != `"v1"` {
+			t.Fatalf("a write that failed on Redis changed the row to %s", v)
+		}
+		err = proceed.Set(ctx, "k", "v3")
+		wantErr(t, err, memstore.ErrOutcomeUnknown)
+		if v, _ := rowValue(t, e.db, "k"); v != `"v3"` {
+			t.Fatalf("WriteProceed: row holds %s, want \"v3\"", v)
+		}
+		mustGet(t, s, "k", "v3")
+		if st := s.Stats(); st.Errors["redis"] == 0 {
+			t.Fatalf("redis errors not counted: %+v", st.Errors)
+		}
+		if err := e.redis.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		mustGet(t, s, "k", "v3")
+		mustGet(t, s, "k", "v3")
+		if _, ok := cached(t, e, s, "k"); !ok {
+			t.Fatal("after the restart a read did not fill the cache")
+		}
+	})
+}
+
+func TestRedisPaused(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		s := store[string](e, nil)
+		mustSet(t, s, "k", "v1")
+		mustGet(t, s, "k", "v1")
+		if err := e.redis.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		defer e.redis.Resume()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		t0 := time.Now()
+		got, err := s.Get(ctx, "k")
+		if err != nil || got != "v1" {
+			t.Fatalf("Get with Redis paused = %q, %v; want v1 from the DB", got, err)
+		}
+		err = s.Set(ctx, "k", "v2")
+		wantErr(t, err, memstore.ErrUnavailable)
+		short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel2()
+		_, err = s.Get(short, "k")
+		if !errors.Is(err, context.DeadlineExceeded) && err != nil {
+			t.Fatalf("Get under a 50ms deadline: %v", err)
+		}
+		if d := time.Since(t0); d > 1500*time.Millisecond {
+			t.Fatalf("calls hung past their contexts: %v", d)
+		}
+		if err := e.redis.Resume(); err != nil {
+			t.Fatal(err)
+		}
+		mustGet(t, s, "k", "v1")
+	})
+}
+
+func TestDBUnavailable(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := &env{t: t, redis: memtest.RedisWith(t, &memtest.RedisOptions{Private: true}), db: b.open(t)}
+			e.rdb = e.client()
+			s := store[string](e, nil)
+			mustSet(t, s, "cached", "c")
+			mustGet(t, s, "cached", "c")
+			mustSet(t, s, "cold", "x")
+			// A second handle on the same database, closed under the store:
+			// every statement then fails as on a dead server.
+			broken := &env{t: t, redis: e.redis, rdb: e.rdb, db: reopen(t, e.db)}
+			bs := storeOn(broken, e.rdb, &memstore.Options[string]{Namespace: s.Namespace(), DisableReconciler: true})
+			broken.db.Close()
+
+			mustGet(t, bs, "cached", "c")
+			_, err := bs.Get(ctx, "cold")
+			wantErr(t, err, memstore.ErrUnavailable)
+			if _, ok := cached(t, e, s, "cold"); ok {
+				t.Fatal("a failed load cached something")
+			}
+			wantErr(t, bs.Set(ctx, "cold", "y"), memstore.ErrUnavailable)
+			if v, _ := rowValue(t, e.db, "cold"); v != `"x"` {
+				t.Fatalf("the row changed to %s", v)
+			}
+			// The failed write left no intent behind: the healthy store fills.
+			mustGet(t, s, "cold", "x")
+			if _, ok := cached(t, e, s, "cold"); !ok {
+				t.Fatal("a failed write left the key unfillable")
+			}
+		})
+	}
+}
+
+// A writer that dies between the commit and end leaves an intent and an
+// outbox row; the reconciler repairs both within its bound.
+func TestWriterCrashRepairedByReconciler(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		crash := errors.New("crash")
+		var crashing atomic.Bool
+		hook := func(ctx context.Context, ev memstore.HookEvent) error {
+			if crashing.Load() && ev.Step == memstore.StepRedisEnd && ev.Phase == memstore.Before {
+				return crash
+			}
+			return nil
+		}
+		s := store(e, &memstore.Options[string]{Hook: hook, ReconcileAge: 50 * time.Millisecond, ReconcileInterval: 20 * time.Millisecond})
+		mustSet(t, s, "k", "old")
+		crashing.Store(true)
+		err := s.Set(ctx, "k", "new")
+		crashing.Store(false)
+		wantErr(t, err, memstore.ErrOutcomeUnknown)
+		if !errors.Is(err, crash) {
+			t.Fatalf("err %v does not name the crash", err)
+		}
+		mustGet(t, s, "k", "new") // the intent sends reads to the DB
+		if _, ok := cached(t, e, s, "k"); ok {
+			t.Fatal("filled while the dead writer's intent lives")
+		}
+		// Within the reconciler's bound (50ms age + 20ms interval, plus
+		// slack for a loaded machine) the intent is cleared and reads fill.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			mustGet(t, s, "k", "new")
+			if _, ok := cached(t, e, s, "k"); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the reconciler did not repair the key: stats %+v", s.Stats())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if s.Stats().OutboxRows < 2 {
+			t.Fatalf("outbox rows reconciled: %d, want both writes'", s.Stats().OutboxRows)
+		}
+	})
+}
+
+// Redis loses its data (the intent with it) mid-write, a reader fills the
+// old row, and the writer dies before end: the reconciler drops the stale
+// entry.
+func TestLostIntentRepaired(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		g := newGates()
+		s := store(e, &memstore.Options[string]{Hook: g.hook, ReconcileAge: time.Millisecond, DisableReconciler: true})
+		mustSet(t, s, "k", "old")
+		write := g.pause("writer", memstore.StepDBWrite, memstore.Before)
+		w := async(func() error { return s.Set(as("writer"), "k", "new") })
+		write.wait(t)
+		if err := e.redis.Client().FlushAll(ctx).Err(); err != nil { // the intent is lost
+			t.Fatal(err)
+		}
+		mustGet(t, s, "k", "old") // fills "old": nothing says a write is in flight
+		// The writer commits and then stalls before end, like a dead one.
+		end := g.pause("writer", memstore.StepRedisEnd, memstore.Before)
+		write.open()
+		end.wait(t)
+		if _, ok := cached(t, e, s, "k"); !ok {
+			t.Fatal("setup: the old row was not cached")
+		}
+		time.Sleep(5 * time.Millisecond)
+		n, err := s.Reconcile(ctx)
+		if err != nil || n != 1 {
+			t.Fatalf("Reconcile = %d, %v; want 1 stale entry dropped", n, err)
+		}
+		mustGet(t, s, "k", "new")
+		end.open()
+		if err := await(t, w); err != nil {
+			t.Fatal(err)
+		}
+		mustGet(t, s, "k", "new")
+	})
+}
+
+// reopen opens a second handle on the database behind db.
+func reopen(t testing.TB, db *sql.DB) *sql.DB {
+	t.Helper()
+	var other *sql.DB
+	var err error
+	var file string
+	if db.QueryRow(`SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&file) == nil {
+		other, err = memtest.OpenSQLite(file)
+	} else {
+		var name string
+		if err := db.QueryRow(`SELECT current_database()`).Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		postgresMu.Lock()
+		dsn := postgresDSN[name]
+		postgresMu.Unlock()
+		other, err = sql.Open("pgx", dsn)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	return other
+}

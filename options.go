@@ -1,0 +1,140 @@
+package memstore
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/memstore/memstore/codec"
+	"github.com/memstore/memstore/sqlstore"
+)
+
+// Dialect names the SQL flavour of the database.
+type Dialect = sqlstore.Dialect
+
+// The dialects. The zero value detects the dialect from the *sql.DB's driver.
+const (
+	DetectDialect = sqlstore.Unknown
+	SQLite        = sqlstore.SQLite
+	Postgres      = sqlstore.Postgres
+)
+
+// WritePolicy says what a write does when Redis cannot record its intent.
+type WritePolicy uint8
+
+const (
+	// WriteFailFast fails the write with ErrUnavailable and changes nothing.
+	WriteFailFast WritePolicy = iota
+	// WriteProceed commits to the database anyway and leaves the cache
+	// repair to the outbox reconciler. Reads stay correct once Redis is
+	// reachable again and the reconciler has run; until then a stale cached
+	// value may be served if Redis kept one.
+	WriteProceed
+)
+
+// Options configure a Store. The zero value of every field means its
+// default; a nil *Options means all defaults.
+type Options[T any] struct {
+	// Namespace prefixes every Redis key and scopes every DB row, so many
+	// stores can share one Redis and one database. Default "memstore".
+	Namespace string
+	// Dialect of the database. Default: detected from the driver.
+	Dialect Dialect
+	// Codec encodes values. Default codec.JSON[T]().
+	Codec codec.Codec[T]
+	// TTL of cached entries. It bounds memory, not correctness. Default 10m.
+	TTL time.Duration
+	// Jitter is the largest random amount added to each TTL, to spread
+	// expiries. Default TTL/10; set DisableJitter for exact TTLs.
+	Jitter        time.Duration
+	DisableJitter bool
+	// LeaseTTL is how long a fill lease lives: a reader that holds it this
+	// long without filling loses it. Default 2s. Keep it above your slowest
+	// DB read and below ReconcileAge.
+	LeaseTTL time.Duration
+	// LeaseWait is how long a reader waits for another process's lease
+	// before it takes the lease over and loads the DB itself. Default 1s.
+	LeaseWait time.Duration
+	// IntentTTL is how long a write intent blocks fills if its writer dies.
+	// A writer that has not committed when a quarter of it is left aborts
+	// instead. Default 30s.
+	IntentTTL time.Duration
+	// WritePolicy when Redis is unreachable at the start of a write.
+	// Default WriteFailFast.
+	WritePolicy WritePolicy
+	// ReconcileInterval is how often the background reconciler runs.
+	// Default 1s. DisableReconciler turns the background loop off
+	// (Reconcile can still be called).
+	ReconcileInterval time.Duration
+	DisableReconciler bool
+	// ReconcileAge is how old an outbox row must be before the reconciler
+	// re-applies its invalidation: the bound on how long a crashed writer's
+	// cache repair can take. Default 5s.
+	ReconcileAge time.Duration
+	// AutoMigrate creates the schema in New. Default false: call Migrate.
+	AutoMigrate bool
+	// Hook, if set, runs before and after every Redis script and DB
+	// statement (see Hook). Nil in production.
+	Hook Hook
+	// Logger receives warnings (outages, repairs). Default: discard.
+	Logger *slog.Logger
+	// MaxKeySize is the longest key in bytes. Default 1024.
+	MaxKeySize int
+	// MaxValueSize is the largest encoded value in bytes. Default 1 MiB.
+	MaxValueSize int
+}
+
+func (o Options[T]) withDefaults() Options[T] {
+	if o.Namespace == "" {
+		o.Namespace = "memstore"
+	}
+	if o.Codec == nil {
+		o.Codec = codec.JSON[T]()
+	}
+	if o.TTL <= 0 {
+		o.TTL = 10 * time.Minute
+	}
+	if o.Jitter <= 0 && !o.DisableJitter {
+		o.Jitter = o.TTL / 10
+	}
+	if o.DisableJitter {
+		o.Jitter = 0
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 2 * time.Second
+	}
+	if o.LeaseWait <= 0 {
+		o.LeaseWait = time.Second
+	}
+	if o.IntentTTL <= 0 {
+		o.IntentTTL = 30 * time.Second
+	}
+	if o.ReconcileInterval <= 0 {
+		o.ReconcileInterval = time.Second
+	}
+	if o.ReconcileAge <= 0 {
+		o.ReconcileAge = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxKeySize <= 0 {
+		o.MaxKeySize = 1024
+	}
+	if o.MaxValueSize <= 0 {
+		o.MaxValueSize = 1 << 20
+	}
+	return o
+}
+
+// SetOption changes one write.
+type SetOption func(*setOptions)
+
+type setOptions struct {
+	ttl time.Duration
+}
+
+// WithTTL sets the cache TTL of this entry, kept with the row so every later
+// fill uses it. It does not expire the value itself: the DB keeps it.
+func WithTTL(d time.Duration) SetOption {
+	return func(o *setOptions) { o.ttl = d }
+}

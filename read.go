@@ -1,0 +1,467 @@
+package memstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/memstore/memstore/codec"
+	"github.com/memstore/memstore/rediscache"
+	"github.com/memstore/memstore/sqlstore"
+)
+
+// loaded is one key's state as a read found it: from a cache hit or a DB row.
+type loaded struct {
+	payload []byte
+	version uint64
+	found   bool
+	hit     bool
+	err     error
+}
+
+// flight is one in-process load of a key that concurrent Gets may share.
+//
+// Sharing is where "strong" caches break. A caller that joins a flight after
+// the flight's Redis GET was sent, or after its DB read began, may be handed
+// a value that a write completed before the caller started has replaced:
+//
+//	leader: GET (miss) ... DB read (old row)
+//	writer:                                  begin, commit, end  (returns)
+//	joiner:                                                       Get starts, joins, takes old row
+//
+// So a joiner takes a shared result only if it is provably fresh for it:
+// a hit whose GET was sent after the joiner started, or a DB row read after
+// the joiner started, or a DB row whose fill then succeeded (the lease was
+// held from before the read to after it, so no write began in between and
+// the row was current when the joiner started). Otherwise the joiner runs
+// its own load. The flight closes to joiners before its fill is sent: a
+// joiner arriving after the fill could see a write complete in between.
+type flight struct {
+	done    chan struct{}
+	open    bool      // guarded by Store.mu
+	getSent time.Time // when the last Redis get was sent
+	dbRead  time.Time // when the DB read began (zero: none)
+	filled  bool      // the fill of the DB row was installed
+	res     loaded
+}
+
+// acceptable reports whether a caller that started at start may take f's
+// result. The leader's fields are written before done is closed and read
+// after, so no lock is needed.
+func (f *flight) acceptable(start time.Time) bool {
+	switch {
+	case f.res.err != nil:
+		return !isCtxErr(f.res.err) // the leader gave up; try ourselves
+	case f.res.hit:
+		return f.getSent.After(start)
+	default:
+		return f.filled || f.dbRead.After(start)
+	}
+}
+
+// Get returns the value of key, or an error wrapping ErrNotFound.
+func (s *Store[T]) Get(ctx context.Context, key string) (T, error) {
+	v, _, err := s.get(ctx, "get", key)
+	return v, err
+}
+
+// GetVersioned returns the value of key and its row version, for
+// CompareAndSet. A missing key returns ErrNotFound with the version of its
+// tombstone (0 if it never existed).
+func (s *Store[T]) GetVersioned(ctx context.Context, key string) (T, uint64, error) {
+	return s.get(ctx, "get", key)
+}
+
+// Refresh drops key's cached entry and reloads it from the DB.
+func (s *Store[T]) Refresh(ctx context.Context, key string) (T, error) {
+	var zero T
+	if err := s.checkKey("refresh", key); err != nil {
+		return zero, s.count(err)
+	}
+	err := s.step(ctx, StepRedisDel, key, func() error { return s.cache.Drop(ctx, key, nil) })
+	if err != nil {
+		if ctx.Err() != nil || errors.As(err, new(hookError)) {
+			return zero, s.count(&OpError{Op: "refresh", Key: key, Err: classify(ctx, err)})
+		}
+		// Redis is down: the DB read below is the reload, and nothing is cached.
+		s.st.errRedis.Add(1)
+	}
+	v, _, err := s.get(ctx, "refresh", key)
+	return v, err
+}
+
+func (s *Store[T]) get(ctx context.Context, op, key string) (T, uint64, error) {
+	var zero T
+	if err := s.checkKey(op, key); err != nil {
+		return zero, 0, s.count(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return zero, 0, s.count(&OpError{Op: op, Key: key, Err: err})
+	}
+	start := time.Now()
+	for {
+		s.mu.Lock()
+		f := s.flights[key]
+		if f != nil && f.open {
+			s.mu.Unlock()
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return zero, 0, s.count(&OpError{Op: op, Key: key, Err: ctx.Err()})
+			}
+			if f.acceptable(start) {
+				s.st.coalesced.Add(1)
+				return s.result(op, key, f.res)
+			}
+			continue
+		}
+		f = &flight{done: make(chan struct{}), open: true}
+		s.flights[key] = f
+		s.mu.Unlock()
+
+		f.res = s.load(ctx, key, f)
+
+		s.mu.Lock()
+		f.open = false
+		if s.flights[key] == f {
+			delete(s.flights, key)
+		}
+		s.mu.Unlock()
+		close(f.done)
+		return s.result(op, key, f.res)
+	}
+}
+
+// result decodes a loaded state for one caller. Each caller decodes its own
+// copy, so callers never share mutable values.
+func (s *Store[T]) result(op, key string, l loaded) (T, uint64, error) {
+	var zero T
+	if l.err != nil {
+		return zero, 0, s.count(&OpError{Op: op, Key: key, Err: l.err})
+	}
+	if !l.found {
+		return zero, l.version, &OpError{Op: op, Key: key, Err: ErrNotFound}
+	}
+	v, err := s.codec.Decode(l.payload)
+	if err != nil {
+		return zero, 0, s.count(&OpError{Op: op, Key: key, Err: errors.Join(ErrCodec, err)})
+	}
+	return v, l.version, nil
+}
+
+// maxCorrupt bounds how often one Get drops a bad cache entry and retries
+// before it reads the DB without filling.
+const maxCorrupt = 3
+
+// load is the leader's side of a read: the Lua get, then a hit, a wait for
+// another reader's lease, or a DB read (filled under our own lease).
+func (s *Store[T]) load(ctx context.Context, key string, f *flight) loaded {
+	token := newToken()
+	force := false
+	var waitStart time.Time
+	backoff := 500 * time.Microsecond
+	corrupt := 0
+	for {
+		var r rediscache.Result
+		err := s.step(ctx, StepRedisGet, key, func() (err error) {
+			f.getSent = time.Now()
+			r, err = s.cache.Get(ctx, key, token, s.opts.LeaseTTL, force)
+			return err
+		})
+		if err != nil {
+			if ctx.Err() != nil || errors.As(err, new(hookError)) || !rediscache.IsUnavailable(err) {
+				return loaded{err: classify(ctx, err)}
+			}
+			// Redis is unreachable: the DB answers, and nothing is filled.
+			s.st.errRedis.Add(1)
+			s.opts.Logger.Debug("memstore: redis unavailable, reading the DB", "key", key, "err", err)
+			return s.loadDB(ctx, key, f, "")
+		}
+		switch r.Kind {
+		case rediscache.Hit:
+			l, err := s.open(r.Value)
+			if err == nil {
+				s.st.hits.Add(1)
+				return l
+			}
+			// A corrupt or foreign entry is never decoded: drop exactly
+			// those bytes and load again.
+			s.st.corrupt.Add(1)
+			s.opts.Logger.Warn("memstore: dropping bad cache entry", "key", key, "err", err)
+			_ = s.cache.Drop(ctx, key, r.Value)
+			if corrupt++; corrupt >= maxCorrupt {
+				return s.loadDB(ctx, key, f, "")
+			}
+		case rediscache.Intent:
+			return s.loadDB(ctx, key, f, "")
+		case rediscache.Lease:
+			return s.loadDB(ctx, key, f, token)
+		case rediscache.Busy:
+			// Another process is loading this key: wait for its fill rather
+			// than load the DB too. When the wait runs out, take the lease
+			// over before reading, so the stalled holder's fill is refused
+			// and cannot install an older row after ours.
+			if waitStart.IsZero() {
+				waitStart = time.Now()
+				s.st.leaseWaits.Add(1)
+			}
+			if time.Since(waitStart) >= s.opts.LeaseWait {
+				force = true
+				s.st.takeovers.Add(1)
+				continue
+			}
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return loaded{err: ctx.Err()}
+			}
+			backoff = min(backoff*2, 8*time.Millisecond)
+		}
+	}
+}
+
+// open checks a cached entry's header and format.
+func (s *Store[T]) open(raw []byte) (loaded, error) {
+	h, payload, err := codec.Open(raw)
+	if err != nil {
+		return loaded{}, err
+	}
+	if h.Format != s.codec.Format() && !h.NotFound {
+		return loaded{}, fmt.Errorf("%w: entry format %d, store codec %d", ErrCorrupt, h.Format, s.codec.Format())
+	}
+	return loaded{payload: payload, version: h.Version, found: !h.NotFound, hit: true}, nil
+}
+
+// loadDB reads the row and, if token holds a lease, offers it to the cache.
+func (s *Store[T]) loadDB(ctx context.Context, key string, f *flight, token string) loaded {
+	s.st.misses.Add(1)
+	var row sqlstore.Row
+	err := s.step(ctx, StepDBLoad, key, func() (err error) {
+		f.dbRead = time.Now()
+		row, err = s.db.Load(ctx, key)
+		return err
+	})
+	if err != nil {
+		if token != "" {
+			// Let waiters in other processes go on at once; never cache a
+			// failure (nothing negative is cached on a DB outage).
+			_ = s.cache.Unlease(context.WithoutCancel(ctx), key, token)
+		}
+		return loaded{err: classify(ctx, err)}
+	}
+	s.st.dbLoads.Add(1)
+	l := loaded{payload: row.Value, version: row.Version, found: row.Found && !row.Tombstone}
+	if l.found && row.Format != uint8(s.codec.Format()) {
+		if token != "" {
+			_ = s.cache.Unlease(context.WithoutCancel(ctx), key, token)
+		}
+		return loaded{err: fmt.Errorf("%w: row format %d, store codec %d", ErrCodec, row.Format, s.codec.Format())}
+	}
+	if token == "" {
+		return l
+	}
+	sealed := s.seal(l)
+	s.mu.Lock()
+	f.open = false
+	s.mu.Unlock()
+	var ok bool
+	err = s.step(ctx, StepRedisFill, key, func() (err error) {
+		ok, err = s.cache.Fill(ctx, key, token, sealed, row.Version, s.ttl(row.TTL))
+		return err
+	})
+	if errors.As(err, new(hookError)) {
+		return loaded{err: err}
+	}
+	if ok {
+		f.filled = true
+		s.st.fills.Add(1)
+	} else {
+		s.st.rejected.Add(1)
+	}
+	// The row is returned whether or not the fill landed: it was read after
+	// this caller started, so it is at least as new as every write that
+	// completed before.
+	return l
+}
+
+// GetMany returns the values of keys that exist. Cached keys cost one
+// pipelined round trip per Redis node; misses are loaded from the DB in one
+// query and filled in one more pipeline. Keys that another process is
+// loading fall back to Get. On error, the map holds the keys that did load.
+func (s *Store[T]) GetMany(ctx context.Context, keys []string) (map[string]T, error) {
+	out := make(map[string]T, len(keys))
+	keys = dedupe(keys)
+	for _, k := range keys {
+		if err := s.checkKey("getmany", k); err != nil {
+			return out, s.count(err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return out, s.count(&OpError{Op: "getmany", Err: err})
+	}
+	ops := make([]rediscache.Op, len(keys))
+	for i, k := range keys {
+		ops[i] = rediscache.Op{Key: k, Token: newToken()}
+	}
+	var res []rediscache.Result
+	var errs []error
+	err := s.stepMany(ctx, StepRedisGet, keys, func() error {
+		res, errs = s.cache.GetMany(ctx, ops, s.opts.LeaseTTL)
+		return nil
+	})
+	if err != nil {
+		return out, s.count(&OpError{Op: "getmany", Err: err})
+	}
+	var errsOut []error
+	var leased, unfilled, busy []int
+	for i, k := range keys {
+		switch {
+		case errs[i] != nil:
+			if ctx.Err() != nil || !rediscache.IsUnavailable(errs[i]) {
+				errsOut = append(errsOut, &OpError{Op: "getmany", Key: k, Err: classify(ctx, errs[i])})
+				continue
+			}
+			s.st.errRedis.Add(1)
+			unfilled = append(unfilled, i)
+		case res[i].Kind == rediscache.Hit:
+			l, err := s.open(res[i].Value)
+			if err != nil {
+				s.st.corrupt.Add(1)
+				_ = s.cache.Drop(ctx, k, res[i].Value)
+				unfilled = append(unfilled, i)
+				continue
+			}
+			s.st.hits.Add(1)
+			if err := s.put(out, "getmany", k, l); err != nil {
+				errsOut = append(errsOut, err)
+			}
+		case res[i].Kind == rediscache.Lease:
+			leased = append(leased, i)
+		case res[i].Kind == rediscache.Intent:
+			unfilled = append(unfilled, i)
+		default:
+			busy = append(busy, i)
+		}
+	}
+	if load := append(append([]int(nil), leased...), unfilled...); len(load) > 0 {
+		lkeys := make([]string, len(load))
+		for j, i := range load {
+			lkeys[j] = keys[i]
+		}
+		var rows map[string]sqlstore.Row
+		err := s.stepMany(ctx, StepDBLoad, lkeys, func() (err error) {
+			rows, err = s.db.LoadMany(ctx, lkeys)
+			return err
+		})
+		if err != nil {
+			for _, i := range leased {
+				_ = s.cache.Unlease(context.WithoutCancel(ctx), keys[i], ops[i].Token)
+			}
+			errsOut = append(errsOut, &OpError{Op: "getmany", Err: classify(ctx, err)})
+		} else {
+			s.st.misses.Add(uint64(len(load)))
+			s.st.dbLoads.Add(uint64(len(load)))
+			var fills []rediscache.Op
+			for j, i := range load {
+				row := rows[keys[i]]
+				l := loaded{payload: row.Value, version: row.Version, found: row.Found && !row.Tombstone}
+				if l.found && row.Format != uint8(s.codec.Format()) {
+					errsOut = append(errsOut, &OpError{Op: "getmany", Key: keys[i], Err: fmt.Errorf("%w: row format %d", ErrCodec, row.Format)})
+					continue
+				}
+				if err := s.put(out, "getmany", keys[i], l); err != nil {
+					errsOut = append(errsOut, err)
+				}
+				if j < len(leased) {
+					fills = append(fills, rediscache.Op{
+						Key: keys[i], Token: ops[i].Token, Version: row.Version, TTL: s.ttl(row.TTL),
+						Sealed: s.seal(l),
+					})
+				}
+			}
+			if len(fills) > 0 {
+				fkeys := make([]string, len(fills))
+				for j, f := range fills {
+					fkeys[j] = f.Key
+				}
+				_ = s.stepMany(ctx, StepRedisFill, fkeys, func() error {
+					oks, _ := s.cache.FillMany(ctx, fills)
+					for _, ok := range oks {
+						if ok {
+							s.st.fills.Add(1)
+						} else {
+							s.st.rejected.Add(1)
+						}
+					}
+					return nil
+				})
+			}
+		}
+	}
+	for _, i := range busy {
+		v, _, err := s.get(ctx, "getmany", keys[i])
+		switch {
+		case err == nil:
+			out[keys[i]] = v
+		case !errors.Is(err, ErrNotFound):
+			errsOut = append(errsOut, err)
+		}
+	}
+	return out, errors.Join(errsOut...)
+}
+
+// put decodes l into out (absent keys stay absent).
+func (s *Store[T]) put(out map[string]T, op, key string, l loaded) error {
+	if !l.found {
+		return nil
+	}
+	v, err := s.codec.Decode(l.payload)
+	if err != nil {
+		return s.count(&OpError{Op: op, Key: key, Err: errors.Join(ErrCodec, err)})
+	}
+	out[key] = v
+	return nil
+}
+
+// stepMany runs f between the hooks of st for each key of a batch.
+func (s *Store[T]) stepMany(ctx context.Context, st Step, keys []string, f func() error) error {
+	if s.opts.Hook == nil {
+		return f()
+	}
+	for _, k := range keys {
+		if err := s.hook(ctx, st, Before, k, nil); err != nil {
+			return hookError{err}
+		}
+	}
+	err := f()
+	for _, k := range keys {
+		if herr := s.hook(ctx, st, After, k, err); herr != nil {
+			return hookError{herr}
+		}
+	}
+	return err
+}
+
+func dedupe(keys []string) []string {
+	seen := make(map[string]struct{}, len(keys))
+	out := keys[:0:0]
+	for _, k := range keys {
+		if _, ok := seen[k]; !ok {
+			seen[k] = struct{}{}
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// seal builds the cache entry for a loaded row. A missing or deleted row is
+// cached as a not-found header, never as a payload a user could also store.
+func (s *Store[T]) seal(l loaded) []byte {
+	if !l.found {
+		return codec.Seal(nil, codec.Header{Version: l.version, NotFound: true}, nil)
+	}
+	return codec.Seal(nil, codec.Header{Format: s.codec.Format(), Version: l.version}, l.payload)
+}

@@ -1,0 +1,288 @@
+// Package rediscache is the Redis side of memstore: the key layout, the Lua
+// scripts of the protocol and the mapping of Redis errors.
+//
+// Every logical key lives in one Redis hash named "<namespace>:{<key>}". The
+// braces make the logical key the Cluster hash tag, and every script touches
+// that one hash, so each step is atomic and single-slot on Redis Cluster.
+// Scripts run with EVALSHA and fall back to EVAL on NOSCRIPT (go-redis
+// Script.Run), so a restarted or failed-over server needs no warm-up.
+package rediscache
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Kind is the answer of Get.
+type Kind uint8
+
+const (
+	Lease  Kind = iota // lease granted: load the DB, then Fill
+	Hit                // Value holds the sealed entry
+	Intent             // a write is in flight: load the DB, do not fill
+	Busy               // another reader holds the lease: wait
+)
+
+// Result is the answer of Get.
+type Result struct {
+	Kind  Kind
+	Value []byte
+}
+
+// ErrReply marks an unexpected reply shape (a foreign script or a server
+// that is not Redis). It is a bug or a misconfiguration, not an outage.
+var ErrReply = errors.New("rediscache: unexpected reply")
+
+// Cache runs the protocol's scripts for one namespace.
+type Cache struct {
+	rdb redis.UniversalClient
+	ns  string
+}
+
+// New returns the cache side of namespace ns.
+func New(rdb redis.UniversalClient, ns string) *Cache {
+	return &Cache{rdb: rdb, ns: ns}
+}
+
+// Client returns the underlying client.
+func (c *Cache) Client() redis.UniversalClient { return c.rdb }
+
+// Key returns the Redis key of a logical key.
+func (c *Cache) Key(key string) string {
+	b := make([]byte, 0, len(c.ns)+len(key)+3)
+	b = append(b, c.ns...)
+	b = append(b, ':', '{')
+	b = append(b, key...)
+	b = append(b, '}')
+	return string(b)
+}
+
+func ms(d time.Duration) int64 {
+	m := d.Milliseconds()
+	if m < 1 {
+		m = 1
+	}
+	return m
+}
+
+// Get runs the get script: a hit, or a lease for token, or the reason there
+// is neither.
+func (c *Cache) Get(ctx context.Context, key, token string, lease time.Duration, force bool) (Result, error) {
+	f := "0"
+	if force {
+		f = "1"
+	}
+	v, err := getScript.Run(ctx, c.rdb, []string{c.Key(key)}, token, ms(lease), f).Slice()
+	if err != nil {
+		return Result{}, err
+	}
+	return parseGet(v)
+}
+
+func parseGet(v []any) (Result, error) {
+	if len(v) == 0 {
+		return Result{}, ErrReply
+	}
+	k, ok := v[0].(int64)
+	if !ok {
+		return Result{}, ErrReply
+	}
+	switch k {
+	case 0:
+		return Result{Kind: Lease}, nil
+	case 1:
+		if len(v) != 2 {
+			return Result{}, ErrReply
+		}
+		s, ok := v[1].(string)
+		if !ok {
+			return Result{}, ErrReply
+		}
+		return Result{Kind: Hit, Value: []byte(s)}, nil
+	case 2:
+		return Result{Kind: Intent}, nil
+	case 3:
+		return Result{Kind: Busy}, nil
+	}
+	return Result{}, ErrReply
+}
+
+// Fill installs a sealed entry under the lease token. It reports whether the
+// entry was installed.
+func (c *Cache) Fill(ctx context.Context, key, token string, sealed []byte, version uint64, ttl time.Duration) (bool, error) {
+	n, err := fillScript.Run(ctx, c.rdb, []string{c.Key(key)}, token, sealed, version, ms(ttl)).Int64()
+	return n == 1, err
+}
+
+// Begin records a write intent with the given lifetime and drops the value
+// and any lease.
+func (c *Cache) Begin(ctx context.Context, key, token string, life time.Duration) error {
+	return beginScript.Run(ctx, c.rdb, []string{c.Key(key)}, token, ms(life)).Err()
+}
+
+// End clears the intent and drops the value and any lease.
+func (c *Cache) End(ctx context.Context, key, token string) error {
+	return endScript.Run(ctx, c.rdb, []string{c.Key(key)}, token).Err()
+}
+
+// Repair is the reconciler's end for a committed write of version.
+// It reports whether a stale value was dropped.
+func (c *Cache) Repair(ctx context.Context, key, token string, version uint64) (bool, error) {
+	n, err := repairScript.Run(ctx, c.rdb, []string{c.Key(key)}, token, version).Int64()
+	return n == 1, err
+}
+
+// Unlease gives up a lease held by token.
+func (c *Cache) Unlease(ctx context.Context, key, token string) error {
+	return unleaseScript.Run(ctx, c.rdb, []string{c.Key(key)}, token).Err()
+}
+
+// Drop removes the cached value if it still equals seen (nil: any value).
+func (c *Cache) Drop(ctx context.Context, key string, seen []byte) error {
+	if seen == nil {
+		seen = []byte{}
+	}
+	return dropScript.Run(ctx, c.rdb, []string{c.Key(key)}, seen).Err()
+}
+
+// Peek returns the cached entry's bytes without touching leases or intents
+// (for convergence checks and tests).
+func (c *Cache) Peek(ctx context.Context, key string) ([]byte, bool, error) {
+	s, err := c.rdb.HGet(ctx, c.Key(key), "v").Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return []byte(s), true, nil
+}
+
+// Poke overwrites the cached entry's bytes (tests and fault injection use it
+// to plant corrupt or foreign entries).
+func (c *Cache) Poke(ctx context.Context, key string, raw []byte) error {
+	return c.rdb.HSet(ctx, c.Key(key), "v", raw).Err()
+}
+
+// Op is one key's request in a pipelined batch.
+type Op struct {
+	Key, Token string
+	Sealed     []byte
+	Version    uint64
+	TTL        time.Duration
+}
+
+// GetMany pipelines Get for many keys: one round trip per node. Errors are
+// per key.
+func (c *Cache) GetMany(ctx context.Context, ops []Op, lease time.Duration) ([]Result, []error) {
+	cmds := make([]*redis.Cmd, len(ops))
+	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, o := range ops {
+			cmds[i] = getScript.EvalSha(ctx, p, []string{c.Key(o.Key)}, o.Token, ms(lease), "0")
+		}
+		return nil
+	})
+	res, errs := make([]Result, len(ops)), make([]error, len(ops))
+	var retry []int
+	for i, cmd := range cmds {
+		v, err := cmd.Slice()
+		if err != nil && isNoScript(err) {
+			retry = append(retry, i)
+			continue
+		}
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		res[i], errs[i] = parseGet(v)
+	}
+	// A server that lost its script cache (restart, failover) answers
+	// NOSCRIPT; run those keys again one by one with the EVAL fallback.
+	for _, i := range retry {
+		res[i], errs[i] = c.Get(ctx, ops[i].Key, ops[i].Token, lease, false)
+	}
+	return res, errs
+}
+
+// FillMany pipelines Fill. It reports which entries were installed.
+func (c *Cache) FillMany(ctx context.Context, ops []Op) ([]bool, []error) {
+	return c.many(ctx, ops, fillScript, func(o Op) []any { return []any{o.Token, o.Sealed, o.Version, ms(o.TTL)} })
+}
+
+// BeginMany pipelines Begin.
+func (c *Cache) BeginMany(ctx context.Context, ops []Op, life time.Duration) []error {
+	_, errs := c.many(ctx, ops, beginScript, func(o Op) []any { return []any{o.Token, ms(life)} })
+	return errs
+}
+
+// EndMany pipelines End.
+func (c *Cache) EndMany(ctx context.Context, ops []Op) []error {
+	_, errs := c.many(ctx, ops, endScript, func(o Op) []any { return []any{o.Token} })
+	return errs
+}
+
+// RepairMany pipelines Repair.
+func (c *Cache) RepairMany(ctx context.Context, ops []Op) ([]bool, []error) {
+	return c.many(ctx, ops, repairScript, func(o Op) []any { return []any{o.Token, o.Version} })
+}
+
+func (c *Cache) many(ctx context.Context, ops []Op, s *redis.Script, args func(Op) []any) ([]bool, []error) {
+	run := func(cmdr redis.Cmdable, i int, sha bool) *redis.Cmd {
+		if sha {
+			return s.EvalSha(ctx, cmdr, []string{c.Key(ops[i].Key)}, args(ops[i])...)
+		}
+		return s.Eval(ctx, cmdr, []string{c.Key(ops[i].Key)}, args(ops[i])...)
+	}
+	cmds := make([]*redis.Cmd, len(ops))
+	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range ops {
+			cmds[i] = run(p, i, true)
+		}
+		return nil
+	})
+	oks, errs := make([]bool, len(ops)), make([]error, len(ops))
+	for i, cmd := range cmds {
+		n, err := cmd.Int64()
+		if err != nil && isNoScript(err) {
+			n, err = run(c.rdb, i, false).Int64()
+		}
+		oks[i], errs[i] = n == 1, err
+	}
+	return oks, errs
+}
+
+func isNoScript(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && len(re.Error()) >= 8 && re.Error()[:8] == "NOSCRIPT"
+}
+
+// IsUnavailable reports whether err means Redis could not serve the call
+// (network, timeout, server loading or down), as opposed to a reply that
+// reveals a bug. Context errors are not outages: the caller gave up.
+func IsUnavailable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(err, ErrReply) {
+		return false
+	}
+	var re redis.Error
+	if errors.As(err, &re) {
+		msg := re.Error()
+		for _, p := range []string{"LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "OOM", "MOVED", "ASK"} {
+			if len(msg) >= len(p) && msg[:len(p)] == p {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// FormatVersion is strconv.FormatUint, exported for callers building Op
+// values by hand.
+func FormatVersion(v uint64) string { return strconv.FormatUint(v, 10) }

@@ -1,0 +1,256 @@
+package memstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/memstore/memstore/codec"
+	"github.com/memstore/memstore/rediscache"
+	"github.com/memstore/memstore/sqlstore"
+)
+
+// Store is a typed, linearizable-per-key memory store over Redis and a SQL
+// database. It is safe for concurrent use. See the package documentation for
+// the protocol and its guarantees.
+type Store[T any] struct {
+	opts  Options[T]
+	codec codec.Codec[T]
+	cache *rediscache.Cache
+	db    *sqlstore.DB
+
+	mu      sync.Mutex
+	flights map[string]*flight
+
+	st stats
+
+	stop      chan struct{}
+	stopped   chan struct{}
+	closeOnce sync.Once
+}
+
+// New returns a store over the caller's Redis client and database. The
+// go-redis client should have ContextTimeoutEnabled set, so that a call's
+// context bounds a hung Redis (without it go-redis waits for its own
+// ReadTimeout). New starts the background reconciler unless
+// Options.DisableReconciler is set; Close stops it.
+func New[T any](rdb redis.UniversalClient, db *sql.DB, opts *Options[T]) (*Store[T], error) {
+	if rdb == nil || db == nil {
+		return nil, errors.New("memstore: New needs a Redis client and a *sql.DB")
+	}
+	var o Options[T]
+	if opts != nil {
+		o = *opts
+	}
+	o = o.withDefaults()
+	sdb, err := sqlstore.New(db, o.Dialect, o.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store[T]{
+		opts:    o,
+		codec:   o.Codec,
+		cache:   rediscache.New(rdb, o.Namespace),
+		db:      sdb,
+		flights: make(map[string]*flight),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	if o.AutoMigrate {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Migrate(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if o.DisableReconciler {
+		close(s.stopped)
+	} else {
+		go s.reconcileLoop()
+	}
+	return s, nil
+}
+
+// Migrate creates the store's tables if they do not exist.
+func (s *Store[T]) Migrate(ctx context.Context) error {
+	if err := s.db.Migrate(ctx); err != nil {
+		return &OpError{Op: "migrate", Err: errors.Join(ErrUnavailable, err)}
+	}
+	return nil
+}
+
+// Close stops the background reconciler. It does not close the Redis client
+// or the database, which belong to the caller.
+func (s *Store[T]) Close() error {
+	s.closeOnce.Do(func() { close(s.stop) })
+	<-s.stopped
+	return nil
+}
+
+// Namespace returns the store's namespace.
+func (s *Store[T]) Namespace() string { return s.opts.Namespace }
+
+// Dialect returns the SQL dialect in use.
+func (s *Store[T]) Dialect() Dialect { return s.db.Dialect() }
+
+// RedisKey returns the Redis key that holds key's cache state.
+func (s *Store[T]) RedisKey(key string) string { return s.cache.Key(key) }
+
+func (s *Store[T]) checkKey(op, key string) error {
+	if key == "" {
+		return &OpError{Op: op, Key: key, Err: fmt.Errorf("%w: empty key", ErrInvalidKey)}
+	}
+	if len(key) > s.opts.MaxKeySize {
+		return &OpError{Op: op, Key: key[:min(len(key), 32)] + "…", Err: fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidKey, len(key), s.opts.MaxKeySize)}
+	}
+	return nil
+}
+
+// hook runs the user's hook, if any, at one point.
+func (s *Store[T]) hook(ctx context.Context, step Step, ph Phase, key string, err error) error {
+	if s.opts.Hook == nil {
+		return nil
+	}
+	return s.opts.Hook(ctx, HookEvent{Step: step, Phase: ph, Key: key, Err: err})
+}
+
+// step runs f between the before and after hooks of step.
+func (s *Store[T]) step(ctx context.Context, st Step, key string, f func() error) error {
+	if s.opts.Hook == nil {
+		return f()
+	}
+	if err := s.hook(ctx, st, Before, key, nil); err != nil {
+		return hookError{err}
+	}
+	err := f()
+	if herr := s.hook(ctx, st, After, key, err); herr != nil {
+		return hookError{herr}
+	}
+	return err
+}
+
+// hookError marks an error a hook injected, so it is reported as is rather
+// than classified as an outage.
+type hookError struct{ err error }
+
+func (e hookError) Error() string { return "hook: " + e.err.Error() }
+func (e hookError) Unwrap() error { return e.err }
+
+func (s *Store[T]) ttl(perEntry time.Duration) time.Duration {
+	d := s.opts.TTL
+	if perEntry > 0 {
+		d = perEntry
+	}
+	if s.opts.Jitter > 0 {
+		j := s.opts.Jitter
+		if perEntry > 0 {
+			j = time.Duration(float64(j) * float64(perEntry) / float64(s.opts.TTL))
+		}
+		if j > 0 {
+			d += rand.N(j + 1)
+		}
+	}
+	return d
+}
+
+// newToken returns a fresh random token: one per fill and one per write,
+// never per process or connection, so a stale holder can never mistake a
+// newer lease or intent for its own.
+func newToken() string {
+	var b [32]byte
+	out := strconv.AppendUint(b[:0], rand.Uint64(), 36)
+	out = append(out, '.')
+	out = strconv.AppendUint(out, rand.Uint64(), 36)
+	return string(out)
+}
+
+// classify turns a Redis or DB error into the store's error vocabulary.
+func classify(ctx context.Context, err error) error {
+	var he hookError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &he):
+		return err
+	case ctx.Err() != nil:
+		return errors.Join(ctx.Err(), err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return errors.Join(ErrUnavailable, err)
+}
+
+func isCtxErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// Stats are counters since the store was created.
+type Stats struct {
+	Hits           uint64 // Get answered from Redis
+	Misses         uint64 // Get that had to load the DB
+	DBLoads        uint64 // rows read from the DB for a Get
+	Coalesced      uint64 // Gets that shared another caller's load in this process
+	LeaseWaits     uint64 // Gets that waited for another reader's lease
+	LeaseTakeovers uint64 // waits that ran out and took the lease over
+	Fills          uint64 // fills installed
+	RejectedFills  uint64 // fills refused (a write began, or the lease was lost)
+	Intents        uint64 // write intents recorded
+	OutboxRepairs  uint64 // stale cache entries dropped by the reconciler
+	OutboxRows     uint64 // outbox rows reconciled and removed
+	Corrupt        uint64 // cache entries dropped for a bad header, checksum or format
+	// Errors counts failed calls by kind: "redis" (Redis unreachable; reads
+	// fell back to the DB), "db", "codec", "invalid", "conflict", "unknown"
+	// (write committed, cache repair pending), "canceled".
+	Errors map[string]uint64
+}
+
+type stats struct {
+	hits, misses, dbLoads, coalesced, leaseWaits, takeovers     atomic.Uint64
+	fills, rejected, intents, repairs, outboxRows, corrupt      atomic.Uint64
+	errRedis, errDB, errCodec, errInvalid, errConflict, errUnkn atomic.Uint64
+	errCanceled                                                 atomic.Uint64
+}
+
+// Stats returns a snapshot of the store's counters.
+func (s *Store[T]) Stats() Stats {
+	st := &s.st
+	return Stats{
+		Hits: st.hits.Load(), Misses: st.misses.Load(), DBLoads: st.dbLoads.Load(),
+		Coalesced: st.coalesced.Load(), LeaseWaits: st.leaseWaits.Load(), LeaseTakeovers: st.takeovers.Load(),
+		Fills: st.fills.Load(), RejectedFills: st.rejected.Load(), Intents: st.intents.Load(),
+		OutboxRepairs: st.repairs.Load(), OutboxRows: st.outboxRows.Load(), Corrupt: st.corrupt.Load(),
+		Errors: map[string]uint64{
+			"redis": st.errRedis.Load(), "db": st.errDB.Load(), "codec": st.errCodec.Load(),
+			"invalid": st.errInvalid.Load(), "conflict": st.errConflict.Load(), "unknown": st.errUnkn.Load(),
+			"canceled": st.errCanceled.Load(),
+		},
+	}
+}
+
+// count records a failed call's error kind and returns err.
+func (s *Store[T]) count(err error) error {
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrInvalidKey), errors.Is(err, ErrTooLarge):
+		s.st.errInvalid.Add(1)
+	case errors.Is(err, ErrCodec):
+		s.st.errCodec.Add(1)
+	case errors.Is(err, ErrConflict):
+		s.st.errConflict.Add(1)
+	case errors.Is(err, ErrOutcomeUnknown):
+		s.st.errUnkn.Add(1)
+	case isCtxErr(err):
+		s.st.errCanceled.Add(1)
+	case errors.Is(err, ErrUnavailable):
+		s.st.errDB.Add(1)
+	}
+	return err
+}

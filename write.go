@@ -1,0 +1,216 @@
+package memstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/memstore/memstore/rediscache"
+	"github.com/memstore/memstore/sqlstore"
+)
+
+// Set stores v under key. When Set returns nil, every later Get anywhere
+// returns v (or a newer value). An error wrapping ErrOutcomeUnknown means
+// the row is committed but Redis could not be told; the reconciler finishes
+// the repair and reads stay correct meanwhile. Any other error means nothing
+// was written.
+func (s *Store[T]) Set(ctx context.Context, key string, v T, opts ...SetOption) error {
+	w, err := s.encode("set", key, v, opts)
+	if err != nil {
+		return s.count(err)
+	}
+	_, err = s.write(ctx, "set", []sqlstore.Write{w})
+	return err
+}
+
+// Delete removes key. It writes a tombstone row, so versions keep growing
+// and CompareAndSet stays exact across deletes.
+func (s *Store[T]) Delete(ctx context.Context, key string) error {
+	if err := s.checkKey("delete", key); err != nil {
+		return s.count(err)
+	}
+	_, err := s.write(ctx, "delete", []sqlstore.Write{{Key: key, Delete: true}})
+	return err
+}
+
+// CompareAndSet stores v only if key's row version is still expect (as
+// returned by GetVersioned; 0 for a key that never existed). It returns the
+// new version, or an error wrapping ErrConflict.
+func (s *Store[T]) CompareAndSet(ctx context.Context, key string, v T, expect uint64, opts ...SetOption) (uint64, error) {
+	w, err := s.encode("cas", key, v, opts)
+	if err != nil {
+		return 0, s.count(err)
+	}
+	w.Expect = &expect
+	vers, err := s.write(ctx, "cas", []sqlstore.Write{w})
+	if err != nil {
+		return 0, err
+	}
+	return vers[0], nil
+}
+
+// SetMany stores every entry in one DB transaction, with the Redis steps
+// pipelined. It is all or nothing in the DB.
+func (s *Store[T]) SetMany(ctx context.Context, entries map[string]T, opts ...SetOption) error {
+	keys := make([]string, 0, len(entries))
+	for k := range entries {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	ws := make([]sqlstore.Write, len(keys))
+	for i, k := range keys {
+		w, err := s.encode("setmany", k, entries[k], opts)
+		if err != nil {
+			return s.count(err)
+		}
+		ws[i] = w
+	}
+	_, err := s.write(ctx, "setmany", ws)
+	return err
+}
+
+// DeleteMany removes every key in one DB transaction.
+func (s *Store[T]) DeleteMany(ctx context.Context, keys []string) error {
+	keys = dedupe(keys)
+	sort.Strings(keys)
+	ws := make([]sqlstore.Write, len(keys))
+	for i, k := range keys {
+		if err := s.checkKey("deletemany", k); err != nil {
+			return s.count(err)
+		}
+		ws[i] = sqlstore.Write{Key: k, Delete: true}
+	}
+	_, err := s.write(ctx, "deletemany", ws)
+	return err
+}
+
+func (s *Store[T]) encode(op, key string, v T, opts []SetOption) (sqlstore.Write, error) {
+	if err := s.checkKey(op, key); err != nil {
+		return sqlstore.Write{}, err
+	}
+	var so setOptions
+	for _, o := range opts {
+		o(&so)
+	}
+	b, err := s.codec.Encode(v)
+	if err != nil {
+		return sqlstore.Write{}, &OpError{Op: op, Key: key, Err: errors.Join(ErrCodec, err)}
+	}
+	if len(b) > s.opts.MaxValueSize {
+		return sqlstore.Write{}, &OpError{Op: op, Key: key, Err: fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), s.opts.MaxValueSize)}
+	}
+	return sqlstore.Write{Key: key, Value: b, Format: uint8(s.codec.Format()), TTL: so.ttl}, nil
+}
+
+// write runs the write protocol for a batch of rows:
+//
+//  1. begin (Lua): record an intent per key and drop the value and lease,
+//     so no fill that read the old row can land from now on;
+//  2. one DB transaction: the rows, their versions, an outbox row each;
+//  3. end (Lua): clear the intents and drop value and lease again, voiding
+//     any fill that raced in if an intent was lost to eviction or restart.
+//
+// The transaction must commit while the intents surely live: it runs under
+// a deadline of three quarters of IntentTTL from begin, and is aborted
+// (nothing written) past it. If end cannot run, the outcome is reported as
+// unknown: committed, with the repair left to the outbox reconciler.
+func (s *Store[T]) write(ctx context.Context, op string, ws []sqlstore.Write) ([]uint64, error) {
+	key := ""
+	if len(ws) == 1 {
+		key = ws[0].Key
+	}
+	fail := func(err error) ([]uint64, error) {
+		return nil, s.count(&OpError{Op: op, Key: key, Err: err})
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	keys := make([]string, len(ws))
+	ops := make([]rediscache.Op, len(ws))
+	for i := range ws {
+		ws[i].Token = newToken()
+		keys[i] = ws[i].Key
+		ops[i] = rediscache.Op{Key: ws[i].Key, Token: ws[i].Token}
+	}
+
+	began := time.Now()
+	err := s.stepMany(ctx, StepRedisBegin, keys, func() error {
+		if len(ops) == 1 {
+			return s.cache.Begin(ctx, ops[0].Key, ops[0].Token, s.opts.IntentTTL)
+		}
+		return errors.Join(s.cache.BeginMany(ctx, ops, s.opts.IntentTTL)...)
+	})
+	cacheDown := false
+	if err != nil {
+		unavailable := !errors.As(err, new(hookError)) && ctx.Err() == nil && rediscache.IsUnavailable(err)
+		if !unavailable || s.opts.WritePolicy == WriteFailFast {
+			// Nothing is committed. Clear whatever intents did land so
+			// reads of those keys can fill again.
+			s.endQuietly(ctx, ops)
+			if unavailable {
+				s.st.errRedis.Add(1)
+				return fail(errors.Join(ErrUnavailable, fmt.Errorf("redis: cannot record the write intent: %w", err)))
+			}
+			return fail(classify(ctx, err))
+		}
+		cacheDown = true
+		s.st.errRedis.Add(1)
+		s.opts.Logger.Warn("memstore: redis unavailable, writing the DB and leaving the repair to the outbox", "op", op, "err", err)
+	} else {
+		s.st.intents.Add(uint64(len(ops)))
+	}
+
+	txCtx, cancel := context.WithDeadline(ctx, began.Add(s.opts.IntentTTL*3/4))
+	defer cancel()
+	var vers []uint64
+	err = s.stepMany(ctx, StepDBWrite, keys, func() (err error) {
+		vers, err = s.db.Apply(txCtx, ws)
+		return err
+	})
+	if err != nil {
+		switch {
+		case errors.Is(err, sqlstore.ErrCommitUnknown):
+			s.endQuietly(ctx, ops)
+			return fail(errors.Join(ErrOutcomeUnknown, err))
+		case errors.Is(err, sqlstore.ErrConflict):
+			s.endQuietly(ctx, ops)
+			return fail(ErrConflict)
+		case errors.As(err, new(hookError)):
+			// A hook failing after the statement ran simulates a crash
+			// after the commit: leave the intents for the reconciler.
+			if vers != nil {
+				return fail(errors.Join(ErrOutcomeUnknown, err))
+			}
+			s.endQuietly(ctx, ops)
+			return fail(err)
+		case ctx.Err() == nil && txCtx.Err() != nil:
+			s.endQuietly(ctx, ops)
+			return fail(errors.Join(ErrUnavailable, errors.New("the DB write outlasted the write intent and was aborted")))
+		}
+		s.endQuietly(ctx, ops)
+		return fail(classify(ctx, err))
+	}
+	if cacheDown {
+		return vers, s.count(&OpError{Op: op, Key: key, Err: errors.Join(ErrOutcomeUnknown, errors.New("redis was unreachable at begin"))})
+	}
+	err = s.stepMany(ctx, StepRedisEnd, keys, func() error {
+		if len(ops) == 1 {
+			return s.cache.End(ctx, ops[0].Key, ops[0].Token)
+		}
+		return errors.Join(s.cache.EndMany(ctx, ops)...)
+	})
+	if err != nil {
+		return vers, s.count(&OpError{Op: op, Key: key, Err: errors.Join(ErrOutcomeUnknown, err)})
+	}
+	return vers, nil
+}
+
+// endQuietly clears intents after a write that committed nothing. Failure is
+// harmless: the intents expire, and until then reads go to the DB.
+func (s *Store[T]) endQuietly(ctx context.Context, ops []rediscache.Op) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	_ = s.cache.EndMany(ctx, ops)
+}
