@@ -298,7 +298,7 @@ func TestConcurrentWritersConverge(t *testing.T) {
 		wg.Wait()
 		for _, k := range []string{"x", "y", "z"} {
 			var dbv string
-			if err := e.db.QueryRow(`SELECT value FROM memstore_entries WHERE key = '`+k+`'`).Scan(&dbv); err != nil {
+			if err := e.db.QueryRow(`SELECT value FROM memstore_entries WHERE key = '` + k + `'`).Scan(&dbv); err != nil {
 				t.Fatal(err)
 			}
 			got, err := b.Get(ctx, k)
