@@ -76,7 +76,7 @@ func (c BinaryCodec[T]) Encode(v T) ([]byte, error) {
 		return nil, fmt.Errorf("%w: binary: %w", ErrInexact, err)
 	}
 	if !c.SkipVerify {
-		if err := verify[T](c, v, e.buf); err != nil {
+		if err := verify[T](c, v, e.buf, false); err != nil {
 			return nil, err
 		}
 	}

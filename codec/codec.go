@@ -84,7 +84,9 @@ func JSON[T any]() Codec[T] { return JSONCodec[T]{} }
 // JSON cannot represent everything Go can, and the losses are silent in
 // encoding/json: an int64 inside an any reads back as a float64, a time
 // loses its Location name, invalid UTF-8 becomes U+FFFD, an omitempty empty
-// slice reads back nil, unexported fields vanish. That is why Encode decodes
+// slice reads back nil, unexported fields vanish. A time keeps its zone only
+// in UTC: JSON decodes an offset as the reading process's Local zone or as a
+// nameless one, so Encode refuses times in any other Location. That is why Encode decodes
 // its own output and compares (see Equal), returning ErrInexact on any
 // difference. encoding/json's own errors (NaN, ±Inf, channels) wrap
 // ErrInexact as well.
@@ -106,7 +108,7 @@ func (c JSONCodec[T]) Encode(v T) ([]byte, error) {
 	if c.SkipVerify {
 		return b, nil
 	}
-	if err := verify[T](c, v, b); err != nil {
+	if err := verify[T](c, v, b, true); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -183,7 +185,7 @@ func (e exact[T]) Encode(v T) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := verify(e.c, v, b); err != nil {
+	if err := verify(e.c, v, b, false); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -194,12 +196,20 @@ func (e exact[T]) Encode(v T) ([]byte, error) {
 // value that would read back different is refused at Set time, in the
 // process that has the original to compare with, instead of surfacing later
 // as a wrong read.
-func verify[T any](c Codec[T], v T, b []byte) error {
+//
+// A read-back in this process can still miss a difference that only another
+// process would see, if decoding depends on the process. encoding/json does
+// for times: it decodes an offset as the reader's Local zone when they agree,
+// else as a nameless fixed zone. So a time in Local written here reads back
+// nameless on a machine in another zone, and a nameless one reads back as
+// Local on a machine in that zone. utcTimes refuses every time not in UTC,
+// the one zone JSON reads back the same everywhere.
+func verify[T any](c Codec[T], v T, b []byte, utcTimes bool) error {
 	got, err := c.Decode(b)
 	if err != nil {
 		return fmt.Errorf("%w: %v: the encoding does not decode: %w", ErrInexact, c.Format(), err)
 	}
-	if d := diff(&v, &got); d != "" {
+	if d := diff(&v, &got, utcTimes); d != "" {
 		return fmt.Errorf("%w: %v: %s", ErrInexact, c.Format(), d)
 	}
 	return nil

@@ -31,14 +31,17 @@ import (
 // Equal does not call Equal methods: a type's own notion of equality (say,
 // net.IP treating the 4- and 16-byte forms alike) may hide exactly the
 // difference a round trip must not introduce.
-func Equal(a, b any) bool { return diff(&a, &b) == "" }
+func Equal(a, b any) bool { return diff(&a, &b, false) == "" }
 
 // diff compares *pa and *pb (pointers to values of one type) as Equal does
 // and describes the first difference, or returns "" if there is none. The
 // description names the path and both values, e.g.
 // `at .Meta["n"]: int64(4611686018427387905) reads back as float64(4.611686018427388e+18)`.
-func diff(pa, pb any) string {
-	d := differ{}
+//
+// With utcTimes, a time outside UTC is a difference even when both agree
+// (see verify).
+func diff(pa, pb any, utcTimes bool) string {
+	d := differ{utcTimes: utcTimes}
 	if d.equal(reflect.ValueOf(pa).Elem(), reflect.ValueOf(pb).Elem(), 0) {
 		return ""
 	}
@@ -61,9 +64,10 @@ var timeType = reflect.TypeFor[time.Time]()
 // memory, and unexported fields are reached through their address (the same
 // technique go-cmp's Exporter uses).
 type differ struct {
-	path    []string // segments of the path to the difference, innermost first
-	why     string
-	visited map[visit]bool
+	path     []string // segments of the path to the difference, innermost first
+	why      string
+	visited  map[visit]bool
+	utcTimes bool // see diff
 }
 
 // visit is a pair of references already being compared; meeting it again
@@ -89,7 +93,7 @@ func (d *differ) failValues(a, b reflect.Value) bool {
 
 // same compares without recording a path, for matching map keys.
 func (d *differ) same(a, b reflect.Value) bool {
-	sub := differ{visited: d.visited}
+	sub := differ{visited: d.visited, utcTimes: d.utcTimes}
 	ok := sub.equal(a, b, 0)
 	d.visited = sub.visited
 	return ok
@@ -114,6 +118,11 @@ func (d *differ) equal(a, b reflect.Value, depth int) bool {
 	t := a.Type()
 	if t == timeType {
 		ta, tb := timeOf(a), timeOf(b)
+		if d.utcTimes {
+			if _, off := ta.Zone(); off != 0 || ta.Location().String() != "UTC" {
+				return d.fail("%s: JSON keeps a zone only for UTC (elsewhere the read-back depends on the reader's Local zone); use t.UTC() or Binary", showTime(ta))
+			}
+		}
 		if sameTime(ta, tb) {
 			return true
 		}
