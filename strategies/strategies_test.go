@@ -1,0 +1,68 @@
+package strategies_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/memstore/memstore"
+	"github.com/memstore/memstore/memtest"
+	"github.com/memstore/memstore/strategies"
+)
+
+func TestMain(m *testing.M) { os.Exit(memtest.Main(m)) }
+
+// Every store, good or bad, keeps the single-client contract: what one
+// client writes it reads back, deletes are seen, and Inspect agrees.
+func TestSequentialContract(t *testing.T) {
+	for _, f := range append(strategies.All(), strategies.DBOnly()) {
+		t.Run(f.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			rs := memtest.Redis(t)
+			s, err := f.New(ctx, strategies.Config{Redis: rs.Client(), DB: memtest.SQLite(t), Namespace: "t", Migrate: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.Get(ctx, "k"); !errors.Is(err, memstore.ErrNotFound) {
+				t.Fatalf("Get of a new key: %v, want ErrNotFound", err)
+			}
+			for _, v := range []string{"a", "b", ""} {
+				if err := s.Set(ctx, "k", v); err != nil {
+					t.Fatal(err)
+				}
+				for range 2 {
+					got, err := s.Get(ctx, "k")
+					if err != nil || got != v {
+						t.Fatalf("Get = %q, %v; want %q", got, err, v)
+					}
+				}
+				snap, err := s.Inspect(ctx, "k")
+				if err != nil || !snap.DBFound || snap.DBValue != v {
+					t.Fatalf("Inspect = %+v, %v; want the DB to hold %q", snap, err, v)
+				}
+				if snap.Cached && (!snap.CacheFound || snap.CacheValue != v) {
+					t.Fatalf("Inspect = %+v: the cache disagrees with the DB", snap)
+				}
+			}
+			if err := s.Delete(ctx, "k"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Get(ctx, "k"); !errors.Is(err, memstore.ErrNotFound) {
+				t.Fatalf("Get after Delete: %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
+
+func TestLookup(t *testing.T) {
+	if _, err := strategies.Lookup("nope"); err == nil {
+		t.Fatal("Lookup of an unknown name succeeded")
+	}
+	f, err := strategies.Lookup("double-delete")
+	if err != nil || f.ExpectPass {
+		t.Fatalf("Lookup(double-delete) = %+v, %v", f.Name, err)
+	}
+}
