@@ -47,3 +47,19 @@ func BenchmarkPostgresFixture(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPostgresCluster is the cost a test binary pays once for its
+// cluster: data directory (copied from the initdb cache after the first
+// run), server start, template database, shutdown.
+func BenchmarkPostgresCluster(b *testing.B) {
+	ctx := context.Background()
+	for b.Loop() {
+		c, err := memtest.StartPostgres(ctx, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

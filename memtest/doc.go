@@ -18,7 +18,9 @@
 // processes, flushed before and after the test. Where the server has a
 // single database (or SELECT is refused, as on a cluster), each test gets a
 // key prefix ([RedisServer.Prefix]) and the keys under it are deleted before
-// and after. Process controls then return [ErrShared].
+// and after. Process controls then return [ErrShared]. A test on a shared
+// server may FLUSHDB its own database but must never FLUSHALL: that wipes
+// the other tests' data and the leases that keep their databases apart.
 //
 // # PostgreSQL
 //

@@ -1,7 +1,6 @@
 package memtest
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -198,19 +197,8 @@ func (c *PostgresCluster) start(ctx context.Context, bin string, cred *syscall.C
 		}
 	}
 	data := filepath.Join(c.dir, "data")
-	var out bytes.Buffer
-	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"),
-		"-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync")
-	initdb.Dir = c.dir
-	initdb.Stdout, initdb.Stderr = &out, &out
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	p, err := startProcess(initdb)
-	if err != nil {
-		return fmt.Errorf("initdb: %w", err)
-	}
-	<-p.exited
-	if p.err != nil {
-		return fmt.Errorf("initdb %s: %w\n%s", data, p.err, out.String())
+	if err := initData(ctx, bin, data, cred); err != nil {
+		return err
 	}
 
 	logPath := filepath.Join(c.dir, "postgres.log")

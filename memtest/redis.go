@@ -273,8 +273,8 @@ func (s *RedisServer) NewClient(modify func(*redis.Options)) redis.UniversalClie
 	return c
 }
 
-// PID is the redis-server's process ID, 0 for a shared server. It changes
-// with Restart.
+// PID is the process ID of the redis-server last started (it changes with
+// Restart, and stays after Kill), 0 for a shared server.
 func (s *RedisServer) PID() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
