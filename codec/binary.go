@@ -576,8 +576,13 @@ func decFloat32(d *decoder, v reflect.Value) error {
 	return nil
 }
 
+// A complex64 is its real then imaginary float32, each written as a
+// float32 is (as two uint32, not one uint64, which would depend on the
+// machine's byte order).
 func encComplex64(e *encoder, v reflect.Value) error {
-	e.buf = binary.LittleEndian.AppendUint64(e.buf, *(*uint64)(unsafe.Pointer(addressable(v).UnsafeAddr())))
+	p := (*[2]uint32)(unsafe.Pointer(addressable(v).UnsafeAddr()))
+	e.buf = binary.LittleEndian.AppendUint32(e.buf, p[0])
+	e.buf = binary.LittleEndian.AppendUint32(e.buf, p[1])
 	return nil
 }
 
@@ -586,7 +591,8 @@ func decComplex64(d *decoder, v reflect.Value) error {
 	if err != nil {
 		return err
 	}
-	*(*uint64)(unsafe.Pointer(v.UnsafeAddr())) = binary.LittleEndian.Uint64(b)
+	p := (*[2]uint32)(unsafe.Pointer(v.UnsafeAddr()))
+	p[0], p[1] = binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])
 	return nil
 }
 
