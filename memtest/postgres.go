@@ -74,6 +74,7 @@ func (p *PostgresDB) Close() error {
 	err := p.db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	p.cluster.awaitDisconnect(ctx, p.name)
 	drop := "DROP DATABASE IF EXISTS " + quoteIdent(p.name) + " WITH (FORCE)"
 	if _, derr := p.cluster.admin.ExecContext(ctx, drop); derr != nil {
 		err = errors.Join(err, fmt.Errorf("drop database %s: %w", p.name, derr))
@@ -211,10 +212,16 @@ func (c *PostgresCluster) start(ctx context.Context, bin string, cred *syscall.C
 		"-D", data,
 		"-k", c.dir,
 		"-p", strconv.Itoa(pgPort),
-		"-c", "listen_addresses=",
+		"-c", "listen_addresses=", // unix socket only, in our directory
+		// The data is thrown away: no durability, and as little WAL as
+		// possible (CREATE DATABASE writes the whole template to it).
 		"-c", "fsync=off",
 		"-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off",
+		"-c", "wal_level=minimal",
+		"-c", "max_wal_senders=0",
+		"-c", "wal_init_zero=off",
+		// Parallel tests, each with a pool of its own.
 		"-c", "max_connections=200",
 	)
 	server.Dir = c.dir
@@ -385,6 +392,21 @@ func (c *PostgresCluster) Close() error {
 		}
 	})
 	return c.closeErr
+}
+
+// awaitDisconnect waits briefly for the backends of a closed pool to exit.
+// DROP DATABASE ends the sessions still open, but then waits for them in
+// steps of 100 ms, while a closed session is gone within a millisecond or two.
+func (c *PostgresCluster) awaitDisconnect(ctx context.Context, db string) {
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		var n int
+		err := c.admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", db).Scan(&n)
+		if err != nil || n == 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func quoteIdent(s string) string {
