@@ -1,0 +1,141 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/memstore/memstore/history"
+)
+
+// request is one call a client makes; response is what came back, already
+// classified. They are also the worker protocol's lines (see WorkerMain).
+type request struct {
+	ID    uint64       `json:"id"`
+	Kind  history.Kind `json:"kind"`
+	Key   string       `json:"key"`
+	Value string       `json:"value,omitempty"`
+}
+
+type response struct {
+	ID    uint64 `json:"id"`
+	Value string `json:"value,omitempty"`
+	Found bool   `json:"found,omitempty"`
+	Err   string `json:"err,omitempty"`
+	// ErrKind is the outcome of a call that returned an error: "failed"
+	// or "unknown"; empty for ok (a read of a missing key is ok, found
+	// false).
+	ErrKind history.Outcome `json:"errkind,omitempty"`
+	Ready   bool            `json:"ready,omitempty"` // the worker's first line
+}
+
+func (r response) outcome() history.Outcome {
+	if r.ErrKind == "" {
+		return history.OK
+	}
+	return r.ErrKind
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+func (r response) err() error {
+	if r.Err == "" {
+		return nil
+	}
+	return errString(r.Err)
+}
+
+// target runs calls: a store instance in this process, or a worker process.
+type target interface {
+	do(ctx context.Context, r request) response
+	recorder() *history.Recorder
+	name() string
+}
+
+// gen makes one client's reproducible stream of operations.
+type gen struct {
+	rng  *rand.Rand
+	zipf *rand.Zipf
+	keys []string
+	mix  Mix
+}
+
+func newGen(cfg *Config, keys []string, stream uint64) *gen {
+	g := &gen{rng: newRand(cfg.Seed, stream), keys: keys, mix: cfg.Mix}
+	if cfg.Skew == Zipf && len(keys) > 1 {
+		g.zipf = rand.NewZipf(g.rng, 1.1, 1, uint64(len(keys)-1))
+	}
+	return g
+}
+
+func (g *gen) next() (history.Kind, string) {
+	var key string
+	if g.zipf != nil {
+		key = g.keys[g.zipf.Uint64()]
+	} else {
+		key = g.keys[g.rng.IntN(len(g.keys))]
+	}
+	n := g.rng.IntN(g.mix.total())
+	switch {
+	case n < g.mix.Get:
+		return history.Get, key
+	case n < g.mix.Get+g.mix.Set:
+		return history.Set, key
+	}
+	return history.Delete, key
+}
+
+// call runs one operation through t and records it in t's recorder. Written
+// values must be unique in the history: callers build them from their
+// client ID and a counter.
+func (e *engine) call(ctx context.Context, t target, client int, r request, final bool) response {
+	p := t.recorder().Begin(client, r.Key, r.Kind, history.Input{Value: r.Value, Final: final})
+	octx, cancel := context.WithTimeout(ctx, e.cfg.OpTimeout)
+	resp := t.do(octx, r)
+	cancel()
+	out := history.Output{Value: resp.Value, Found: resp.Found}
+	p.End(out, resp.outcome(), resp.err())
+	e.ops.Add(1)
+	if resp.Err != "" {
+		e.errs.Add(1)
+	}
+	return resp
+}
+
+// client issues operations one at a time until stop is closed, the op
+// budget is spent or ctx ends. pace is a pause between operations (the
+// warm-up's light load).
+func (e *engine) client(ctx context.Context, t target, client int, stop <-chan struct{}, pace time.Duration, budget bool) {
+	g := newGen(&e.cfg, e.keys, uint64(1000+client))
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		default:
+		}
+		if budget && e.cfg.Ops > 0 && e.started.Add(1) > int64(e.cfg.Ops) {
+			e.stopWorkload()
+			return
+		}
+		kind, key := g.next()
+		r := request{Kind: kind, Key: key}
+		if kind == history.Set {
+			r.Value = fmt.Sprintf("c%d-%d", client, n)
+		}
+		e.call(ctx, t, client, r, false)
+		if pace > 0 {
+			select {
+			case <-time.After(pace):
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
