@@ -195,7 +195,7 @@ func TestRaceTwoFillsSameProcess(t *testing.T) {
 		g := newGates()
 		s := store(e, &memstore.Options[string]{Hook: g.hook, DisableReconciler: true})
 		mustSet(t, s, "k", "v")
-		get := g.pause("a", memstore.StepRedisGet, memstore.Before)
+		get := g.pause("a", memstore.StepDBLoad, memstore.Before) // a holds the lease and leads a flight
 		a := async(func() error { _, err := s.Get(as("a"), "k"); return err })
 		get.wait(t)
 		b := async(func() error { v, err := s.Get(as("b"), "k"); _ = v; return err })

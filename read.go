@@ -116,21 +116,31 @@ func (s *Store[T]) get(ctx context.Context, op, key string) (T, uint64, error) {
 			}
 			continue
 		}
-		f = &flight{done: make(chan struct{}), open: true}
-		s.flights[key] = f
 		s.mu.Unlock()
-
-		f.res = s.load(ctx, key, f)
-
-		s.mu.Lock()
-		f.open = false
-		if s.flights[key] == f {
-			delete(s.flights, key)
+		l, f := s.load(ctx, key)
+		if f != nil {
+			f.res = l
+			s.mu.Lock()
+			f.open = false
+			if s.flights[key] == f {
+				delete(s.flights, key)
+			}
+			s.mu.Unlock()
+			close(f.done)
 		}
-		s.mu.Unlock()
-		close(f.done)
-		return s.result(op, key, f.res)
+		return s.result(op, key, l)
 	}
+}
+
+// lead registers a flight for key that later callers may join. A hit never
+// gets here: it needs no flight, so the hit path takes no allocation or
+// wait beyond the one script call.
+func (s *Store[T]) lead(key string, getSent time.Time) *flight {
+	f := &flight{done: make(chan struct{}), open: true, getSent: getSent}
+	s.mu.Lock()
+	s.flights[key] = f
+	s.mu.Unlock()
+	return f
 }
 
 // result decodes a loaded state for one caller. Each caller decodes its own
@@ -154,36 +164,44 @@ func (s *Store[T]) result(op, key string, l loaded) (T, uint64, error) {
 // before it reads the DB without filling.
 const maxCorrupt = 3
 
-// load is the leader's side of a read: the Lua get, then a hit, a wait for
-// another reader's lease, or a DB read (filled under our own lease).
-func (s *Store[T]) load(ctx context.Context, key string, f *flight) loaded {
+// load is one caller's read: the Lua get, then a hit, a wait for another
+// reader's lease, or a DB read (filled under our own lease). Past a hit it
+// leads a flight that other callers in this process may join; it returns
+// that flight (nil for a plain hit) for get to close.
+func (s *Store[T]) load(ctx context.Context, key string) (loaded, *flight) {
 	token := newToken()
 	force := false
+	var f *flight
 	var waitStart time.Time
 	backoff := 500 * time.Microsecond
 	corrupt := 0
 	for {
-		var r rediscache.Result
-		err := s.step(ctx, StepRedisGet, key, func() (err error) {
-			f.getSent = time.Now()
-			r, err = s.cache.Get(ctx, key, token, s.opts.LeaseTTL, force)
-			return err
-		})
-		if err != nil {
+		if err := s.before(ctx, StepRedisGet, key); err != nil {
+			return loaded{err: err}, f
+		}
+		sent := time.Now()
+		r, err := s.cache.Get(ctx, key, token, force)
+		if err = s.after(ctx, StepRedisGet, key, err); err != nil {
 			if ctx.Err() != nil || errors.As(err, new(hookError)) || !rediscache.IsUnavailable(err) {
-				return loaded{err: classify(ctx, err)}
+				return loaded{err: classify(ctx, err)}, f
 			}
 			// Redis is unreachable: the DB answers, and nothing is filled.
 			s.st.errRedis.Add(1)
 			s.opts.Logger.Debug("memstore: redis unavailable, reading the DB", "key", key, "err", err)
-			return s.loadDB(ctx, key, f, "")
+			if f == nil {
+				f = s.lead(key, sent)
+			}
+			return s.loadDB(ctx, key, f, ""), f
+		}
+		if f != nil {
+			f.getSent = sent
 		}
 		switch r.Kind {
 		case rediscache.Hit:
 			l, err := s.open(r.Value)
 			if err == nil {
 				s.st.hits.Add(1)
-				return l
+				return l, f
 			}
 			// A corrupt or foreign entry is never decoded: drop exactly
 			// those bytes and load again.
@@ -191,12 +209,21 @@ func (s *Store[T]) load(ctx context.Context, key string, f *flight) loaded {
 			s.opts.Logger.Warn("memstore: dropping bad cache entry", "key", key, "err", err)
 			_ = s.cache.Drop(ctx, key, r.Value)
 			if corrupt++; corrupt >= maxCorrupt {
-				return s.loadDB(ctx, key, f, "")
+				if f == nil {
+					f = s.lead(key, sent)
+				}
+				return s.loadDB(ctx, key, f, ""), f
 			}
+			continue
+		}
+		if f == nil {
+			f = s.lead(key, sent)
+		}
+		switch r.Kind {
 		case rediscache.Intent:
-			return s.loadDB(ctx, key, f, "")
+			return s.loadDB(ctx, key, f, ""), f
 		case rediscache.Lease:
-			return s.loadDB(ctx, key, f, token)
+			return s.loadDB(ctx, key, f, token), f
 		case rediscache.Busy:
 			// Another process is loading this key: wait for its fill rather
 			// than load the DB too. When the wait runs out, take the lease
@@ -216,7 +243,7 @@ func (s *Store[T]) load(ctx context.Context, key string, f *flight) loaded {
 			case <-t.C:
 			case <-ctx.Done():
 				t.Stop()
-				return loaded{err: ctx.Err()}
+				return loaded{err: ctx.Err()}, f
 			}
 			backoff = min(backoff*2, 8*time.Millisecond)
 		}
@@ -239,11 +266,12 @@ func (s *Store[T]) open(raw []byte) (loaded, error) {
 func (s *Store[T]) loadDB(ctx context.Context, key string, f *flight, token string) loaded {
 	s.st.misses.Add(1)
 	var row sqlstore.Row
-	err := s.step(ctx, StepDBLoad, key, func() (err error) {
+	err := s.before(ctx, StepDBLoad, key)
+	if err == nil {
 		f.dbRead = time.Now()
 		row, err = s.db.Load(ctx, key)
-		return err
-	})
+		err = s.after(ctx, StepDBLoad, key, err)
+	}
 	if err != nil {
 		if token != "" {
 			// Let waiters in other processes go on at once; never cache a
@@ -268,10 +296,11 @@ func (s *Store[T]) loadDB(ctx context.Context, key string, f *flight, token stri
 	f.open = false
 	s.mu.Unlock()
 	var ok bool
-	err = s.step(ctx, StepRedisFill, key, func() (err error) {
+	err = s.before(ctx, StepRedisFill, key)
+	if err == nil {
 		ok, err = s.cache.Fill(ctx, key, token, sealed, row.Version, s.ttl(row.TTL))
-		return err
-	})
+		err = s.after(ctx, StepRedisFill, key, err)
+	}
 	if errors.As(err, new(hookError)) {
 		return loaded{err: err}
 	}
@@ -309,7 +338,7 @@ func (s *Store[T]) GetMany(ctx context.Context, keys []string) (map[string]T, er
 	var res []rediscache.Result
 	var errs []error
 	err := s.stepMany(ctx, StepRedisGet, keys, func() error {
-		res, errs = s.cache.GetMany(ctx, ops, s.opts.LeaseTTL)
+		res, errs = s.cache.GetMany(ctx, ops)
 		return nil
 	})
 	if err != nil {

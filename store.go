@@ -58,7 +58,7 @@ func New[T any](rdb redis.UniversalClient, db *sql.DB, opts *Options[T]) (*Store
 	s := &Store[T]{
 		opts:    o,
 		codec:   o.Codec,
-		cache:   rediscache.New(rdb, o.Namespace),
+		cache:   rediscache.New(rdb, o.Namespace, o.LeaseTTL),
 		db:      sdb,
 		flights: make(map[string]*flight),
 		stop:    make(chan struct{}),
@@ -122,19 +122,35 @@ func (s *Store[T]) hook(ctx context.Context, step Step, ph Phase, key string, er
 	return s.opts.Hook(ctx, HookEvent{Step: step, Phase: ph, Key: key, Err: err})
 }
 
-// step runs f between the before and after hooks of step.
-func (s *Store[T]) step(ctx context.Context, st Step, key string, f func() error) error {
+// before and after run the hook around one step. They cost one nil check
+// when no hook is set. after passes the step's own error through unless the
+// hook replaces it.
+func (s *Store[T]) before(ctx context.Context, st Step, key string) error {
 	if s.opts.Hook == nil {
-		return f()
+		return nil
 	}
 	if err := s.hook(ctx, st, Before, key, nil); err != nil {
 		return hookError{err}
 	}
-	err := f()
+	return nil
+}
+
+func (s *Store[T]) after(ctx context.Context, st Step, key string, err error) error {
+	if s.opts.Hook == nil {
+		return err
+	}
 	if herr := s.hook(ctx, st, After, key, err); herr != nil {
 		return hookError{herr}
 	}
 	return err
+}
+
+// step runs f between the before and after hooks of st.
+func (s *Store[T]) step(ctx context.Context, st Step, key string, f func() error) error {
+	if err := s.before(ctx, st, key); err != nil {
+		return err
+	}
+	return s.after(ctx, st, key, f())
 }
 
 // hookError marks an error a hook injected, so it is reported as is rather

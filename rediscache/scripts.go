@@ -46,24 +46,27 @@ end
 // getScript: KEYS[1] hash; ARGV token, lease ms, force ("1": take the lease
 // over from another holder). Replies:
 //
-//	{1, v}   hit
-//	{0}      lease granted to token: read the DB, then fill
-//	{2}      a write is in flight: read the DB, do not fill
-//	{3}      another reader holds the lease: wait and retry
-var getScript = redis.NewScript(luaNow + `
+//	bulk v   hit: the sealed entry (a bulk reply, so a hit costs the client
+//	         no more parsing than a GET)
+//	0        lease granted to token: read the DB, then fill
+//	2        a write is in flight: read the DB, do not fill
+//	3        another reader holds the lease: wait and retry
+var getScript = redis.NewScript(getSource)
+
+const getSource = luaNow + `
 local h = KEYS[1]
 local r = redis.call('HMGET', h, 'v', 'in')
-if r[1] and not r[2] then return {1, r[1]} end
+if r[1] and not r[2] then return r[1] end
 local t = now()
-if r[2] and live_intent(h, r[2], redis.call('HGET', h, 'idl'), t) then return {2} end
-if r[1] then return {1, r[1]} end
+if r[2] and live_intent(h, r[2], redis.call('HGET', h, 'idl'), t) then return 2 end
+if r[1] then return r[1] end
 local l = redis.call('HMGET', h, 'l', 'ld')
-if l[1] and t < tonumber(l[2]) and ARGV[3] ~= '1' then return {3} end
+if l[1] and t < tonumber(l[2]) and ARGV[3] ~= '1' then return 3 end
 local ms = tonumber(ARGV[2])
 redis.call('HSET', h, 'l', ARGV[1], 'ld', t + ms)
 at_least(h, ms + 1000)
-return {0}
-`)
+return 0
+`
 
 // fillScript: KEYS[1] hash; ARGV token, sealed entry, version, ttl ms.
 // Installs the entry only if the same lease is still held and unexpired and
