@@ -6,6 +6,7 @@ GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS        ?= ./...
 ARGS        ?=
+BENCH_ARGS  ?=
 
 .PHONY: all deps test test-short lint fmt fmt-check vet staticcheck run bench
 
@@ -43,6 +44,9 @@ fmt:
 run: deps
 	$(GO) run ./cmd/memstore $(ARGS)
 
-# The cost of the test fixtures (targets: Redis <= 50 ms, Postgres <= 200 ms).
+# The cost of the test fixtures (targets: Redis <= 50 ms, Postgres <= 200 ms),
+# then `memstore bench` with the peer libraries (the nested module bench/):
+# pass its flags with BENCH_ARGS="--duration 2s --out DIR".
 bench: deps
 	$(GO) test -run '^$$' -bench Fixture -benchtime 20x ./memtest/
+	cd bench && $(GO) run . $(BENCH_ARGS)

@@ -1,0 +1,322 @@
+package benchkit
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for postgres:// URLs
+	"github.com/redis/go-redis/v9"
+
+	"github.com/memstore/memstore/codec"
+	"github.com/memstore/memstore/memtest"
+	"github.com/memstore/memstore/sqlstore"
+)
+
+// EnvOptions configure NewEnv. The zero value means the defaults: a private
+// redis-server and a SQLite file, both in a new temporary directory.
+type EnvOptions struct {
+	// Redis is the redis:// URL of a server to use instead of a private
+	// one. Every key of the run is under a random prefix, deleted by Close.
+	Redis string
+	// DB is where the rows live: empty for a SQLite file in the temporary
+	// directory; a file path for SQLite; a postgres:// URL; or "postgres"
+	// for a private PostgreSQL cluster (initdb in the temporary directory).
+	// Rows of the run are under a random namespace prefix, deleted by Close.
+	DB string
+	// ValueSize is the length of the stored value in bytes. Default 128.
+	ValueSize int
+	// HotKeys is how many keys the hit, set and batch rows cycle through.
+	// Default 256.
+	HotKeys int
+	// ColdKeys is how many cold keys a stampede row reads, one per round.
+	// Default 20.
+	ColdKeys int
+	// Callers is how many goroutines read each cold key at once in a
+	// stampede row, spread over two store instances. Default 200.
+	Callers int
+	// MissKeys is how many never-cached keys the get-miss row may read in
+	// one measurement (they are made cold again after each). A measurement
+	// that uses them all ends early. Default 50000.
+	MissKeys int
+}
+
+func (o EnvOptions) withDefaults() EnvOptions {
+	if o.ValueSize <= 0 {
+		o.ValueSize = 128
+	}
+	if o.HotKeys <= 0 {
+		o.HotKeys = 256
+	}
+	if o.ColdKeys <= 0 {
+		o.ColdKeys = 20
+	}
+	if o.Callers <= 0 {
+		o.Callers = 200
+	}
+	if o.MissKeys <= 0 {
+		o.MissKeys = 50000
+	}
+	return o
+}
+
+// Env is what every row of a run shares: one Redis server and one database.
+type Env struct {
+	// DB is the database every store of the run uses.
+	DB *sql.DB
+	// Opts are the options in force, defaults filled in.
+	Opts EnvOptions
+
+	dialect sqlstore.Dialect
+	redis   *redis.Options
+	prefix  string
+	dbDesc  string
+	rdDesc  string
+
+	mu      sync.Mutex
+	closers []func() error
+}
+
+// NewEnv starts (or connects to) the Redis server and the database of a run.
+// The caller must Close it.
+func NewEnv(ctx context.Context, opts *EnvOptions) (_ *Env, err error) {
+	var o EnvOptions
+	if opts != nil {
+		o = *opts
+	}
+	e := &Env{Opts: o.withDefaults(), prefix: "bench-" + randomHex(4)}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, e.Close())
+		}
+	}()
+	dir, err := os.MkdirTemp("", "memstore-bench-")
+	if err != nil {
+		return nil, err
+	}
+	e.OnClose(func() error { return os.RemoveAll(dir) })
+
+	if o.Redis == "" {
+		srv, err := memtest.StartRedis(ctx, dir, nil)
+		if err != nil {
+			return nil, err
+		}
+		e.OnClose(srv.Close)
+		e.redis = srv.Options()
+		e.rdDesc = "private redis-server " + srv.Addr()
+	} else {
+		if e.redis, err = redis.ParseURL(o.Redis); err != nil {
+			return nil, fmt.Errorf("redis URL: %w", err)
+		}
+		e.rdDesc = "redis " + e.redis.Addr
+		e.OnClose(e.cleanRedis)
+	}
+	if err := e.Client().Ping(ctx).Err(); err != nil {
+		return nil, fmt.Errorf("redis %s: %w", e.redis.Addr, err)
+	}
+
+	owned := true // the run created the database: nothing to clean up in it
+	switch {
+	case o.DB == "":
+		path := filepath.Join(dir, "bench.db")
+		if e.DB, err = memtest.OpenSQLite(path); err != nil {
+			return nil, err
+		}
+		e.dbDesc = "SQLite " + path
+		e.OnClose(e.DB.Close)
+	case o.DB == "postgres":
+		c, err := memtest.StartPostgres(ctx, filepath.Join(dir, "pg"))
+		if err != nil {
+			return nil, err
+		}
+		e.OnClose(c.Close)
+		pdb, err := c.CreateDB(ctx, "bench")
+		if err != nil {
+			return nil, err
+		}
+		e.OnClose(pdb.Close) // closes the pool, drops the database
+		e.DB, e.dbDesc = pdb.DB(), "private PostgreSQL cluster"
+	case strings.HasPrefix(o.DB, "postgres://"), strings.HasPrefix(o.DB, "postgresql://"):
+		if e.DB, err = sql.Open("pgx", o.DB); err != nil {
+			return nil, err
+		}
+		e.dbDesc, owned = "PostgreSQL", false
+		e.OnClose(e.DB.Close)
+	default:
+		if e.DB, err = memtest.OpenSQLite(o.DB); err != nil {
+			return nil, err
+		}
+		e.dbDesc, owned = "SQLite "+o.DB, false
+		e.OnClose(e.DB.Close)
+	}
+	e.dialect = sqlstore.Detect(e.DB)
+	if !owned {
+		e.OnClose(e.cleanDB) // runs before the pool is closed
+	}
+	if err := e.DB.PingContext(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// String describes the servers, for reports.
+func (e *Env) String() string { return e.rdDesc + "; " + e.dbDesc }
+
+// Client returns a new Redis client with a pool of its own and
+// ContextTimeoutEnabled, as memstore wants. Close closes it.
+func (e *Env) Client() redis.UniversalClient {
+	o := *e.redis
+	o.ContextTimeoutEnabled = true
+	c := redis.NewClient(&o)
+	e.OnClose(c.Close)
+	return c
+}
+
+// Namespace returns a namespace (key prefix and row scope) of this run.
+func (e *Env) Namespace(name string) string { return e.prefix + "-" + name }
+
+// Value returns the value every row stores: Opts.ValueSize bytes of text.
+func (e *Env) Value() string { return value(e.Opts.ValueSize) }
+
+// RawValue returns a value as long as memstore's cache entry of Value (the
+// codec header and Value), so the raw rows move the same bytes.
+func (e *Env) RawValue() string { return value(codec.HeaderSize + e.Opts.ValueSize) }
+
+func value(n int) string {
+	const text = "the quick brown fox jumps over the lazy dog; "
+	return strings.Repeat(text, n/len(text)+1)[:n]
+}
+
+// OnClose registers f to run at Close (last registered, first run).
+func (e *Env) OnClose(f func() error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closers = append(e.closers, f)
+}
+
+// Close closes every client, store and table of the run, removes what the
+// run wrote to a server it did not start, and stops what it started.
+func (e *Env) Close() error {
+	e.mu.Lock()
+	cs := e.closers
+	e.closers = nil
+	e.mu.Unlock()
+	var errs []error
+	for i := len(cs) - 1; i >= 0; i-- {
+		errs = append(errs, cs[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// cleanRedis deletes the run's keys from a server it did not start.
+func (e *Env) cleanRedis() error {
+	o := *e.redis
+	c := redis.NewClient(&o)
+	defer c.Close()
+	ctx := context.Background()
+	iter := c.Scan(ctx, 0, e.prefix+"*", 1000).Iterator()
+	var batch []string
+	var err error
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 1000 {
+			err = errors.Join(err, c.Del(ctx, batch...).Err())
+			batch = batch[:0]
+		}
+	}
+	if len(batch) > 0 {
+		err = errors.Join(err, c.Del(ctx, batch...).Err())
+	}
+	return errors.Join(err, iter.Err())
+}
+
+// cleanDB deletes the run's rows from a database it did not create.
+func (e *Env) cleanDB() error {
+	ctx := context.Background()
+	for _, t := range []string{"memstore_entries", "memstore_outbox", "strategy_entries", tableName} {
+		// A table the run did not create is not there: nothing to delete.
+		_, _ = e.DB.ExecContext(ctx, e.rebind(`DELETE FROM `+t+` WHERE ns LIKE ?`), e.prefix+"-%")
+	}
+	return nil
+}
+
+func (e *Env) rebind(q string) string {
+	if e.dialect != sqlstore.Postgres {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+const tableName = "benchkit_rows"
+
+// Table is a plain key-value table in the run's database, for stores that
+// bring no database side of their own (the peer libraries): their loaders
+// read it, and it counts the reads.
+type Table struct {
+	db         *sql.DB
+	ns         string
+	qGet, qPut string
+	loads      atomic.Int64
+}
+
+// Table returns the table of namespace name, creating the shared table if
+// needed.
+func (e *Env) Table(ctx context.Context, name string) (*Table, error) {
+	_, err := e.DB.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+tableName+` (
+  ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (ns, key))`)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", tableName, err)
+	}
+	return &Table{
+		db:   e.DB,
+		ns:   e.Namespace(name),
+		qGet: e.rebind(`SELECT value FROM ` + tableName + ` WHERE ns = ? AND key = ?`),
+		qPut: e.rebind(`INSERT INTO ` + tableName + ` (ns, key, value) VALUES (?, ?, ?)
+ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value`),
+	}, nil
+}
+
+// Load reads key's value and counts one DB load. A missing row is
+// sql.ErrNoRows.
+func (t *Table) Load(ctx context.Context, key string) (string, error) {
+	var v string
+	err := t.db.QueryRowContext(ctx, t.qGet, t.ns, key).Scan(&v)
+	if err == nil {
+		t.loads.Add(1)
+	}
+	return v, err
+}
+
+// Put writes key's value.
+func (t *Table) Put(ctx context.Context, key, value string) error {
+	_, err := t.db.ExecContext(ctx, t.qPut, t.ns, key, value)
+	return err
+}
+
+// Loads returns how many rows Load has read.
+func (t *Table) Loads() int64 { return t.loads.Load() }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
