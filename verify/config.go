@@ -105,6 +105,10 @@ type Config struct {
 	// that the environment cannot produce (process faults on a shared
 	// Redis) are left out and noted in the Result.
 	Faults []string
+	// RequireFaults makes Run fail with ErrFaultUnavailable, before the
+	// workload starts, when a fault named in Faults cannot be produced,
+	// instead of leaving it out with a note.
+	RequireFaults bool
 	// Nemeses are extra faults, beyond Faults, that the caller builds (a
 	// store's own fault controls). They join the cycle.
 	Nemeses []fault.Nemesis
@@ -126,6 +130,18 @@ type Config struct {
 	// cached value go unseen until the final reads.
 	NoEvict    bool
 	EvictEvery time.Duration // default 20ms
+
+	// NoReadWindows turns off the read windows: every ReadWindowEvery the
+	// workload's writes pause for ReadWindow (in-flight writes finish
+	// first), and in the middle of the window every key's cache entry is
+	// evicted, while reads go on. A cache that disagrees with the DB at
+	// that moment is read before and after the eviction with no write in
+	// between, which no linearizable store allows. Without the windows a
+	// stale cached value is usually overwritten before a read that reaches
+	// the DB can expose it. Defaults 300ms and 30ms.
+	NoReadWindows   bool
+	ReadWindowEvery time.Duration
+	ReadWindow      time.Duration
 
 	// Warmup is the phase before the faults (no faults, one client per
 	// instance). Default 200ms. Quiet is the phase after heal, with no load,
@@ -163,6 +179,8 @@ const (
 	DefaultFaultGap    = 250 * time.Millisecond
 	DefaultMaxDelay    = 3 * time.Millisecond
 	DefaultEvictEvery  = 20 * time.Millisecond
+	DefaultReadEvery   = 300 * time.Millisecond
+	DefaultReadWindow  = 30 * time.Millisecond
 	DefaultWarmup      = 200 * time.Millisecond
 	DefaultQuiet       = 1500 * time.Millisecond
 	DefaultStampedeKey = 3
@@ -200,6 +218,8 @@ func (c Config) withDefaults() (Config, error) {
 	defd(&c.FaultGap, DefaultFaultGap)
 	defd(&c.MaxDelay, DefaultMaxDelay)
 	defd(&c.EvictEvery, DefaultEvictEvery)
+	defd(&c.ReadWindowEvery, DefaultReadEvery)
+	defd(&c.ReadWindow, DefaultReadWindow)
 	defd(&c.Warmup, DefaultWarmup)
 	defd(&c.Quiet, DefaultQuiet)
 	switch c.Skew {

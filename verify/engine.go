@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,8 @@ type engine struct {
 	phase    string
 	curFault string
 
+	gate         sync.RWMutex // writes hold it shared; a read window holds it
+	leftOut      map[string]string // fault -> why it could not be produced
 	workStop     chan struct{}
 	workStopOnce sync.Once
 }
@@ -184,6 +187,15 @@ func (e *engine) run(ctx context.Context) (*Result, error) {
 		}
 	}()
 	nems := e.buildNemeses()
+	if cfg.RequireFaults && len(e.leftOut) > 0 {
+		var why []string
+		for _, f := range cfg.Faults {
+			if w, ok := e.leftOut[f]; ok {
+				why = append(why, f+": "+w)
+			}
+		}
+		return nil, fmt.Errorf("%w: %s", ErrFaultUnavailable, strings.Join(why, "; "))
+	}
 
 	if e.cfg.Progress != nil {
 		tick := time.NewTicker(200 * time.Millisecond)
@@ -221,6 +233,9 @@ func (e *engine) run(ctx context.Context) (*Result, error) {
 	bg.Go(func() { e.faultLoop(ctx, nems, e.workStop) })
 	if !cfg.NoEvict {
 		bg.Go(func() { e.evicter(ctx, e.workStop) })
+	}
+	if !cfg.NoReadWindows {
+		bg.Go(func() { e.readWindows(ctx, e.workStop) })
 	}
 	for i := range cfg.Clients {
 		t := targets[i%len(targets)]

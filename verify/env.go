@@ -67,6 +67,12 @@ func (e *env) note(format string, args ...any) {
 	e.notes = append(e.notes, msg)
 }
 
+func (e *env) getNotes() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string{}, e.notes...)
+}
+
 func (e *env) onClose(f func() error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -114,7 +120,11 @@ func newEnv(ctx context.Context, cfg *Config) (_ *env, err error) {
 		}
 		e.redisURL = cfg.RedisURL
 	default:
-		rs, err := memtest.StartRedis(ctx, filepath.Join(e.tmpDir, "redis"), nil)
+		dir := filepath.Join(e.tmpDir, "redis")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return nil, err
+		}
+		rs, err := memtest.StartRedis(ctx, dir, nil)
 		if err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
@@ -148,7 +158,7 @@ func newEnv(ctx context.Context, cfg *Config) (_ *env, err error) {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
 		db.Close()
-		e.dbDriver, e.dbDSN, e.dbArg = "sqlite", memtest.SQLiteDSN(path), path
+		e.dbDriver, e.dbDSN, e.dbArg = "sqlite", sqliteDSN(path), path
 	}
 
 	// Namespace: distinct per run, under the shared server's prefix if any.
@@ -160,6 +170,13 @@ func newEnv(ctx context.Context, cfg *Config) (_ *env, err error) {
 		e.namespace = e.rs.Prefix() + e.namespace
 	}
 	return e, nil
+}
+
+// sqliteDSN is memtest's DSN without a sync to disk at every commit: the
+// run's data is throwaway, and a faster DB means more operations, so more
+// chances to meet a race. Durability is not what the checker tests.
+func sqliteDSN(path string) string {
+	return memtest.SQLiteDSN(path) + "&_pragma=synchronous(NORMAL)"
 }
 
 // processFaults reports whether the run may kill, pause and reconfigure the

@@ -43,6 +43,10 @@ func DefaultFaults() []string { return FaultNames() }
 
 func knownFault(name string) bool { return slices.Contains(FaultNames(), name) }
 
+// ErrFaultUnavailable is returned by Run, with Config.RequireFaults, when a
+// named fault cannot be produced here.
+var ErrFaultUnavailable = errors.New("verify: fault unavailable")
+
 // nemesis is a fault.Nemesis made of two functions.
 type nemesis struct {
 	name         string
@@ -71,6 +75,10 @@ func (e *engine) buildNemeses() []fault.Nemesis {
 		n, why := e.nemesis(name)
 		if n == nil {
 			e.env.note("fault %s left out: %s", name, why)
+			if e.leftOut == nil {
+				e.leftOut = make(map[string]string)
+			}
+			e.leftOut[name] = why
 			continue
 		}
 		out = append(out, n)

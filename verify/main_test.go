@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/memstore/memstore/memtest"
 	"github.com/memstore/memstore/verify"
 )
@@ -24,5 +26,11 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	// Faults make go-redis log every failed dial; the history has them.
+	redis.SetLogger(quietLogger{})
 	os.Exit(memtest.Main(m))
 }
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}

@@ -49,6 +49,9 @@ type Result struct {
 	Series  []Bucket                 `json:"series"`
 	// Faults are the fault windows of the run.
 	Faults []history.Event `json:"faults"`
+	// LeftOut names the configured faults the run could not produce, with
+	// the reason (a shared Redis, a fault this build lacks).
+	LeftOut map[string]string `json:"left_out,omitempty"`
 	// Notes say what the run left out or met on the way (faults the
 	// environment could not produce, cleanup errors).
 	Notes []string `json:"notes"`
@@ -235,7 +238,8 @@ func (e *engine) result(h *history.History, snaps []check.KeySnapshot, cold []st
 		StampedeLimit: e.cfg.MaxColdLoads,
 		Ops:           len(h.Ops),
 		Faults:        []history.Event{},
-		Notes:         append([]string{}, e.env.notes...),
+		Notes:         e.env.getNotes(),
+		LeftOut:       e.leftOut,
 	}
 	if rep.Stampede != nil {
 		r.Stampede = rep.Stampede

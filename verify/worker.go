@@ -19,7 +19,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/memstore/memstore/history"
-	"github.com/memstore/memstore/memtest"
 	"github.com/memstore/memstore/strategies"
 )
 
@@ -138,7 +137,7 @@ func openDBArg(arg string) (*sql.DB, error) {
 	if arg == "" {
 		return nil, errors.New("no -db")
 	}
-	return sql.Open("sqlite", memtest.SQLiteDSN(arg))
+	return sql.Open("sqlite", sqliteDSN(arg))
 }
 
 // worker is the engine's side of one worker process: it sends calls and

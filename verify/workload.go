@@ -127,7 +127,13 @@ func (e *engine) client(ctx context.Context, t target, client int, stop <-chan s
 		if kind == history.Set {
 			r.Value = fmt.Sprintf("c%d-%d", client, n)
 		}
-		e.call(ctx, t, client, r, false)
+		if kind.IsWrite() {
+			e.gate.RLock()
+			e.call(ctx, t, client, r, false)
+			e.gate.RUnlock()
+		} else {
+			e.call(ctx, t, client, r, false)
+		}
 		if pace > 0 {
 			select {
 			case <-time.After(pace):
@@ -137,5 +143,43 @@ func (e *engine) client(ctx context.Context, t target, client int, stop <-chan s
 				return
 			}
 		}
+	}
+}
+
+// readWindows pauses the workload's writes every ReadWindowEvery for
+// ReadWindow and evicts every key in the middle of the pause (see
+// Config.NoReadWindows). Each window is recorded as an event.
+func (e *engine) readWindows(ctx context.Context, stop <-chan struct{}) {
+	rng := newRand(e.cfg.Seed, 17)
+	for {
+		if !waitStop(ctx, stop, e.cfg.ReadWindowEvery) {
+			return
+		}
+		e.gate.Lock()
+		ev := e.rec.BeginEvent("window", "read window", "writes paused, every key evicted in the middle")
+		waitStop(ctx, nil, e.cfg.ReadWindow/3)
+		for _, k := range e.keys {
+			in := e.instances[rng.IntN(len(e.instances))]
+			cctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+			_ = in.store.Evict(cctx, k)
+			cancel()
+		}
+		waitStop(ctx, nil, e.cfg.ReadWindow-e.cfg.ReadWindow/3)
+		ev.End()
+		e.gate.Unlock()
+	}
+}
+
+// waitStop sleeps for d; it reports false if stop closed or ctx ended first.
+func waitStop(ctx context.Context, stop <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+		return false
+	case <-ctx.Done():
+		return false
 	}
 }

@@ -1,0 +1,271 @@
+// Package storetest is the conformance suite for cache+DB stores: any
+// implementation of memstore.KV over Redis and a SQL database can run it
+// from its own tests, as testing/fstest.TestFS checks a file system.
+//
+// A store author writes a Harness in a few lines, building one instance of
+// the store over the Redis client, database and namespace the suite hands
+// it, and calls Run from a test:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, storetest.Harness{
+//			Name: "mystore",
+//			New: func(ctx context.Context, env storetest.Env) (storetest.Store, error) {
+//				return mystore.New(env.Redis, env.DB, env.Namespace)
+//			},
+//		})
+//	}
+//
+// The suite starts a private redis-server and a SQLite database itself
+// (package memtest), and checks exact round trips of awkward values,
+// deletes and misses, TTLs that bound memory but not correctness, bad
+// input, convergence of cache and DB after concurrent writes, a stampede on
+// a cold key, and linearizability per key under a concurrent workload, with
+// no fault and with each fault of package verify in turn. Check runs the
+// same subtests outside a test and returns every problem at once.
+//
+// A store that can drop a key's cache entry implements Evicter; one that
+// can show both tiers of a key implements Inspector; one that must release
+// resources implements io.Closer. The suite finds them by type assertion
+// and does without them otherwise (less strictly: no eviction during the
+// workload, no convergence snapshot).
+package storetest
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/memstore/memstore"
+	"github.com/memstore/memstore/fault"
+	"github.com/memstore/memstore/memtest"
+	"github.com/memstore/memstore/strategies"
+)
+
+// Store is one instance of the store under test.
+type Store interface {
+	memstore.KV
+}
+
+// Evicter is implemented by a store that can drop one key's cache entry, as
+// Redis eviction would. The suite evicts keys during its workloads and
+// before its final reads; without it, some broken stores go unseen.
+type Evicter interface {
+	Evict(ctx context.Context, key string) error
+}
+
+// Inspector is implemented by a store that can show what each tier holds
+// for a key, decoded, for the convergence checks.
+type Inspector interface {
+	Inspect(ctx context.Context, key string) (Snapshot, error)
+}
+
+// Snapshot is one key's state in both tiers (see strategies.Snapshot).
+type Snapshot = strategies.Snapshot
+
+// Env is what a store instance is built over. Every instance the suite asks
+// for in one subtest shares Redis, DB and Namespace, and must see the same
+// data; each gets a Redis client and DB handle of its own.
+type Env struct {
+	// Redis is a client of the suite's redis-server, with short timeouts
+	// and ContextTimeoutEnabled set.
+	Redis redis.UniversalClient
+	// DB is the suite's database (SQLite).
+	DB *sql.DB
+	// Namespace must scope every Redis key and DB row the instance uses.
+	Namespace string
+	// Hook, if the store supports hooks (like memstore.Options.Hook),
+	// should be installed: the suite counts DB loads through it (the
+	// memstore.StepDBLoad events) and injects delays that widen race
+	// windows. Nil when the subtest needs none.
+	Hook memstore.Hook
+	// TTL is the cache TTL to use; zero means the store's default.
+	TTL time.Duration
+	// Migrate is set on the first instance of each subtest: create the
+	// schema.
+	Migrate bool
+}
+
+// Harness describes the store under test. Name and New are required; the
+// rest is optional.
+type Harness struct {
+	Name string
+	// New builds one instance of the store over env.
+	New func(ctx context.Context, env Env) (Store, error)
+
+	// Faults names the faults (verify.FaultNames) that the suite runs the
+	// linearizability workload under, one at a time. Nil means
+	// DefaultFaults; []string{"none"} runs no fault subtests.
+	Faults []string
+	// Nemeses are the store's own fault controls (say, a background
+	// repairer that can be stalled). Each gets a subtest like the faults
+	// above.
+	Nemeses []fault.Nemesis
+	// Duration of each workload. Default 1s.
+	Duration time.Duration
+	// MaxColdLoads, when positive, is the most DB loads the stampede
+	// subtest accepts per cold key (memstore makes exactly 1). Zero only
+	// reports the count.
+	MaxColdLoads int
+	// Seed of the workloads. Default 1.
+	Seed int64
+	// Logf receives Check's reports (Run logs with t.Logf). Default: none.
+	Logf func(format string, args ...any)
+}
+
+// DefaultFaults are the faults a Harness runs under when Faults is nil.
+// Those that the build or environment cannot produce are skipped.
+func DefaultFaults() []string {
+	return []string{"redis-kill", "redis-restart", "redis-pause", "redis-oom", "evict", "flush", "latency", "reset", "partition", "db-fail"}
+}
+
+// FromFactory returns a Harness for one of the stores of package
+// strategies (or any strategies.Factory).
+func FromFactory(f strategies.Factory) Harness {
+	return Harness{
+		Name: f.Name,
+		New: func(ctx context.Context, env Env) (Store, error) {
+			return f.New(ctx, strategies.Config{Redis: env.Redis, DB: env.DB, Namespace: env.Namespace, Hook: env.Hook, TTL: env.TTL, Migrate: env.Migrate})
+		},
+	}
+}
+
+// Run runs the suite as subtests of t. Each subtest reports what it found
+// with t.Error, all problems at once; counts (stampede loads) are logged.
+func Run(t *testing.T, h Harness) {
+	t.Helper()
+	if err := h.validate(); err != nil {
+		t.Fatal(err)
+	}
+	rs := memtest.RedisWith(t, &memtest.RedisOptions{Private: true})
+	s := &suite{h: h.withDefaults(), rs: rs, dbPath: filepath.Join(t.TempDir(), "storetest.db")}
+	for _, st := range s.subtests() {
+		t.Run(st.name, func(t *testing.T) {
+			if err := st.run(t.Context(), s, t.Logf); err != nil {
+				if errors.Is(err, errSkip) {
+					t.Skip(strings.TrimPrefix(err.Error(), errSkip.Error()+": "))
+				}
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// Check runs the suite outside a test, starting its own redis-server and
+// SQLite database in a temporary directory, and returns every problem
+// found, each prefixed with its subtest's name, joined with errors.Join.
+// Nil means the store passed. Harness.Logf, if set, receives what Run
+// would log.
+func Check(ctx context.Context, h Harness) error {
+	if err := h.validate(); err != nil {
+		return err
+	}
+	logf := h.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	dir, err := os.MkdirTemp("", "storetest-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	rs, err := memtest.StartRedis(ctx, dir, nil)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	s := &suite{h: h.withDefaults(), rs: rs, dbPath: filepath.Join(dir, "storetest.db")}
+	var errs []error
+	for _, st := range s.subtests() {
+		if err := st.run(ctx, s, logf); err != nil {
+			if errors.Is(err, errSkip) {
+				logf("%s: %v", st.name, err)
+				continue
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", st.name, err))
+		}
+		if ctx.Err() != nil {
+			errs = append(errs, ctx.Err())
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (h Harness) validate() error {
+	if h.Name == "" || h.New == nil {
+		return errors.New("storetest: a Harness needs a Name and a New function")
+	}
+	return nil
+}
+
+func (h Harness) withDefaults() Harness {
+	if h.Faults == nil {
+		h.Faults = DefaultFaults()
+	}
+	if h.Duration <= 0 {
+		h.Duration = time.Second
+	}
+	if h.Seed == 0 {
+		h.Seed = 1
+	}
+	return h
+}
+
+// errSkip marks a subtest that cannot run here (a fault this build or
+// environment cannot produce).
+var errSkip = errors.New("skipped")
+
+// adapted makes a Store a strategies.Store for package verify, answering
+// errors.ErrUnsupported where an optional interface is missing.
+type adapted struct{ Store }
+
+func (a adapted) Evict(ctx context.Context, key string) error {
+	if e, ok := a.Store.(Evicter); ok {
+		return e.Evict(ctx, key)
+	}
+	return errors.ErrUnsupported
+}
+
+func (a adapted) Inspect(ctx context.Context, key string) (Snapshot, error) {
+	if i, ok := a.Store.(Inspector); ok {
+		return i.Inspect(ctx, key)
+	}
+	return Snapshot{}, errors.ErrUnsupported
+}
+
+func (a adapted) Close() error {
+	if c, ok := a.Store.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+var _ strategies.Store = adapted{}
+
+// factory turns the harness into the strategies.Factory package verify
+// runs. The store is expected to pass.
+func (h Harness) factory() strategies.Factory {
+	return strategies.Factory{
+		Name:       h.Name,
+		ExpectPass: true,
+		New: func(ctx context.Context, c strategies.Config) (strategies.Store, error) {
+			st, err := h.New(ctx, Env{Redis: c.Redis, DB: c.DB, Namespace: c.Namespace, Hook: c.Hook, TTL: c.TTL, Migrate: c.Migrate})
+			if err != nil {
+				return nil, err
+			}
+			if st == nil {
+				return nil, errors.New("storetest: New returned a nil Store")
+			}
+			return adapted{st}, nil
+		},
+	}
+}

@@ -1,0 +1,52 @@
+package storetest_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/memstore/memstore/memtest"
+	"github.com/memstore/memstore/storetest"
+	"github.com/memstore/memstore/strategies"
+)
+
+func TestMain(m *testing.M) {
+	// Faults make go-redis log every failed dial; the suite reports them.
+	redis.SetLogger(quietLogger{})
+	os.Exit(memtest.Main(m))
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+// memstore passes the whole suite, faults included, and rebuilds a cold key
+// exactly once however many readers ask.
+func TestMemstoreConforms(t *testing.T) {
+	t.Parallel()
+	h := storetest.FromFactory(strategies.Memstore())
+	h.MaxColdLoads = 1
+	storetest.Run(t, h)
+}
+
+// Check finds the known-bad strategies out, and names the check that did.
+func TestCheckCatchesKnownBad(t *testing.T) {
+	for _, f := range []strategies.Factory{strategies.WriteDBDeleteCache(), strategies.WriteDBSetCache()} {
+		t.Run(f.Name, func(t *testing.T) {
+			t.Parallel()
+			h := storetest.FromFactory(f)
+			h.Faults = []string{"none"}
+			err := storetest.Check(t.Context(), h)
+			if err == nil {
+				t.Fatalf("Check(%s) = nil; want the linearizability subtest to fail", f.Name)
+			}
+			t.Logf("Check(%s):\n%v", f.Name, err)
+			if !strings.Contains(err.Error(), "linearizability: checks fired: ") {
+				t.Errorf("Check(%s) does not name the linearizability subtest and the checks that fired:\n%v", f.Name, err)
+			}
+		})
+	}
+}
