@@ -97,11 +97,11 @@ func (s *suite) instances(ctx context.Context, n int, hook memstore.Hook, ttl ti
 		st, err := s.h.New(ctx, Env{Redis: rdb, DB: db, Namespace: ns, Hook: hook, TTL: ttl, Migrate: i == 0})
 		if err != nil {
 			close()
-			return nil, nil, fmt.Errorf("New: %w", err)
+			return nil, nil, fmt.Errorf("harness New: %w", err)
 		}
 		if st == nil {
 			close()
-			return nil, nil, errors.New("New returned a nil Store")
+			return nil, nil, errors.New("harness New returned a nil Store")
 		}
 		closers = append(closers, func() { _ = adapted{st}.Close() })
 		sts = append(sts, st)
@@ -262,13 +262,13 @@ func deleteThenGet(ctx context.Context, s *suite, _ func(string, ...any)) error 
 	defer closeAll()
 	a, b := sts[0], sts[1]
 	if err := a.Set(ctx, "d", "v"); err != nil {
-		return fmt.Errorf("Set: %w", err)
+		return fmt.Errorf("calling Set: %w", err)
 	}
 	if got, err := b.Get(ctx, "d"); err != nil || got != "v" {
-		return fmt.Errorf("Get before Delete = %s, %v; want \"v\"", show(got), err)
+		return fmt.Errorf("before Delete, Get = %s, %v; want \"v\"", show(got), err)
 	}
 	if err := a.Delete(ctx, "d"); err != nil {
-		return fmt.Errorf("Delete: %w", err)
+		return fmt.Errorf("calling Delete: %w", err)
 	}
 	errs := []error{
 		wantNotFound(ctx, a, "d", "after Delete, same instance"),
@@ -279,12 +279,12 @@ func deleteThenGet(ctx context.Context, s *suite, _ func(string, ...any)) error 
 		errs = append(errs, ev.Evict(ctx, "d"), wantNotFound(ctx, a, "d", "after Delete and eviction"))
 	}
 	if err := a.Delete(ctx, "never-written"); err != nil {
-		errs = append(errs, fmt.Errorf("Delete of a key never written: %w; want nil", err))
+		errs = append(errs, fmt.Errorf("deleting a key never written: %w; want nil", err))
 	}
 	if err := a.Set(ctx, "d", "again"); err != nil {
-		errs = append(errs, fmt.Errorf("Set after Delete: %w", err))
+		errs = append(errs, fmt.Errorf("after Delete, Set: %w", err))
 	} else if got, err := b.Get(ctx, "d"); err != nil || got != "again" {
-		errs = append(errs, fmt.Errorf("Get after Set after Delete = %s, %v; want \"again\"", show(got), err))
+		errs = append(errs, fmt.Errorf("after Delete and Set, Get = %s, %v; want \"again\"", show(got), err))
 	}
 	return errors.Join(errs...)
 }
@@ -339,16 +339,16 @@ func ttlBoundsMemoryOnly(ctx context.Context, s *suite, _ func(string, ...any)) 
 	defer closeAll()
 	a, b := sts[0], sts[1]
 	if err := a.Set(ctx, "t", "v"); err != nil {
-		return fmt.Errorf("Set: %w", err)
+		return fmt.Errorf("calling Set: %w", err)
 	}
 	if got, err := a.Get(ctx, "t"); err != nil || got != "v" {
-		return fmt.Errorf("Get = %s, %v; want \"v\"", show(got), err)
+		return fmt.Errorf("after Set, Get = %s, %v; want \"v\"", show(got), err)
 	}
 	time.Sleep(150 * time.Millisecond)
 	var errs []error
 	for i, st := range []Store{a, b, a} {
 		if got, err := st.Get(ctx, "t"); err != nil || got != "v" {
-			errs = append(errs, fmt.Errorf("Get %d after the 50ms TTL ran out = %s, %v; want \"v\" (from the DB)", i+1, show(got), err))
+			errs = append(errs, fmt.Errorf("after the 50ms TTL ran out, Get %d = %s, %v; want \"v\" (from the DB)", i+1, show(got), err))
 		}
 	}
 	return errors.Join(errs...)
@@ -452,7 +452,7 @@ func stampede(ctx context.Context, s *suite, logf func(string, ...any)) error {
 	}
 	defer closeAll()
 	if err := sts[0].Set(ctx, "cold", "v"); err != nil {
-		return fmt.Errorf("Set: %w", err)
+		return fmt.Errorf("calling Set: %w", err)
 	}
 	ev, ok := sts[0].(Evicter)
 	if !ok {

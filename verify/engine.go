@@ -39,7 +39,7 @@ type engine struct {
 	phase    string
 	curFault string
 
-	gate         sync.RWMutex // writes hold it shared; a read window holds it
+	gate         sync.RWMutex      // writes hold it shared; a read window holds it
 	leftOut      map[string]string // fault -> why it could not be produced
 	workStop     chan struct{}
 	workStopOnce sync.Once
