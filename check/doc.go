@@ -1,0 +1,44 @@
+// Package check verifies a recorded history (package history) of a cache+DB
+// store: pure functions over data, no I/O beyond the writers they are given.
+//
+// # Linearizability per key
+//
+// Each key is checked against a register whose state is "absent" or a value:
+// set writes a value, delete makes the key absent, get, refresh and getmany
+// read, and cas writes its value only if the state equals the value its
+// expected version held (see history.Op.Expect). A cas that reported a
+// version conflict requires a different state, except when it expected an
+// absent row: a deleted row keeps its version, so such a conflict allows any
+// state. Failed writes are dropped (they certainly had no effect); failed and
+// unknown reads are dropped (they carry no information); an unknown write may
+// take effect at any time after its call, or never.
+//
+// The verdict is exact when it is Ok or Illegal: Ok means an order of the
+// operations exists that respects real time and the register's rules;
+// Illegal means none does. The search (see linear.go) holds only the set of
+// configurations the history can be in, and stops with Unknown, naming the
+// Cause, when that set outgrows Options.MaxConfigs (the memory bound), when
+// its work passes Options.MaxSteps, when more than Options.MaxConcurrency
+// operations are pending at once, or when Options.Timeout runs out. Unknown
+// is inconclusive and never a pass. Keys are checked in parallel.
+//
+// # Explainers
+//
+// Cheap rules name the operations behind a violation in words: stale reads,
+// reads of values never written, reads of failed writes, reads from the
+// future, lost acknowledged writes and non-monotonic reads within a client.
+// They are sound (no linearizable history triggers them), so an anomaly makes
+// its key Illegal even when the search was inconclusive; they are not
+// complete, which is what the search is for.
+//
+// # Other checks
+//
+// Polaris gives the share of acknowledged writes that every later read saw
+// within Δt, and the worst staleness. Convergence checks a snapshot taken
+// after heal: every key's cache entry is absent or equal to the DB's value.
+// Stampede counts DB loads per cold key.
+//
+// All runs everything and returns a Report with stable JSON field names.
+// Visualize draws porcupine's HTML timeline of one key, annotated with the
+// history's fault windows.
+package check

@@ -1,0 +1,352 @@
+package check
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/memstore/memstore/history"
+)
+
+// AnomalyKind names a kind of violation the explainers recognise.
+type AnomalyKind string
+
+const (
+	// StaleRead: a read returned a value (or "absent") that had certainly
+	// been replaced before the read began, by a completed write or as shown
+	// by another client's completed read.
+	StaleRead AnomalyKind = "stale_read"
+	// NeverWritten: a read returned a value that no operation wrote to its
+	// key.
+	NeverWritten AnomalyKind = "never_written"
+	// FailedWriteRead: a read returned the value of a write that failed (or
+	// of a CAS that reported a conflict), so certainly never took effect.
+	FailedWriteRead AnomalyKind = "read_of_failed_write"
+	// FutureRead: a read returned a value whose write began only after the
+	// read had returned.
+	FutureRead AnomalyKind = "future_read"
+	// LostWrite: an acknowledged write whose value no read ever saw, although
+	// a read that began after it, with no other write possibly in between,
+	// saw something else.
+	LostWrite AnomalyKind = "lost_write"
+	// NonMonotonicRead: one client read a value, then later an older one.
+	NonMonotonicRead AnomalyKind = "non_monotonic_read"
+)
+
+// Anomaly is one violation, with the operations that prove it (by ID) and a
+// sentence that walks through them.
+type Anomaly struct {
+	Kind        AnomalyKind `json:"kind"`
+	Key         string      `json:"key"`
+	Ops         []int       `json:"ops"`
+	Explanation string      `json:"explanation"`
+}
+
+// Explain runs the explainers on every key of h. It returns the anomalies
+// listed (at most Options.MaxAnomaliesPerKey per key and kind) and the count
+// of all anomalies found, by kind. opts may be nil.
+//
+// The explainers are sound: each anomaly is a pattern that no linearizable
+// history contains, so they never raise a false alarm. They are not
+// complete: a history can be non-linearizable without any of these
+// patterns; the linearizability search decides those.
+func Explain(h *history.History, opts *Options) ([]Anomaly, map[AnomalyKind]int) {
+	o := opts.withDefaults()
+	keys, byKey := keyOps(h)
+	writers := writersByValue(h)
+	all := []Anomaly{}
+	counts := make(map[AnomalyKind]int)
+	for _, k := range keys {
+		a, c := explainKey(k, byKey[k], writers, o.MaxAnomaliesPerKey)
+		all = append(all, a...)
+		for kind, n := range c {
+			counts[kind] += n
+		}
+	}
+	return all, counts
+}
+
+// writersByValue maps each written value to the set and CAS ops that wrote
+// it, on any key.
+func writersByValue(h *history.History) map[string][]*history.Op {
+	w := make(map[string][]*history.Op)
+	for i := range h.Ops {
+		op := &h.Ops[i]
+		if op.Kind == history.Set || op.Kind == history.CAS {
+			w[op.Value] = append(w[op.Value], op)
+		}
+	}
+	return w
+}
+
+// evidence proves that a write (write) took effect no later than before:
+// either the write itself completed then (read nil), or a read that
+// completed then had returned its value.
+type evidence struct {
+	before int64
+	write  *history.Op
+	read   *history.Op
+}
+
+// evidenceIndex answers: among the evidence that completed before t, which
+// proves the write that began latest?
+type evidenceIndex struct {
+	ev   []evidence
+	best []int
+}
+
+func newEvidenceIndex(ev []evidence) evidenceIndex {
+	sort.Slice(ev, func(i, j int) bool { return ev[i].before < ev[j].before })
+	best := make([]int, len(ev))
+	for i := range ev {
+		best[i] = i
+		if i > 0 && ev[best[i-1]].write.Call >= ev[i].write.Call {
+			best[i] = best[i-1]
+		}
+	}
+	return evidenceIndex{ev: ev, best: best}
+}
+
+func (x evidenceIndex) latest(t int64) (evidence, bool) {
+	i := sort.Search(len(x.ev), func(i int) bool { return x.ev[i].before >= t }) - 1
+	if i < 0 {
+		return evidence{}, false
+	}
+	return x.ev[x.best[i]], true
+}
+
+// effective reports whether op is a write that certainly took effect.
+func effective(op *history.Op) bool {
+	return op.Kind.IsWrite() && op.Outcome == history.OK && !op.Conflict
+}
+
+type clientID [2]int
+
+func clientOf(op *history.Op) clientID { return clientID{op.Process, op.Client} }
+
+// explainKey finds the anomalies of one key. ops are the key's ops; writers
+// maps values to their writers on every key.
+//
+// Every rule below derives a contradiction from real-time order alone
+// (a.Return < b.Call means a takes effect before b), so each is sound:
+//
+//   - A read of v needs v's write w1 (values are unique). It is never
+//     written, failed or future if w1 is missing, certainly had no effect,
+//     or began after the read returned.
+//   - Stale: w1 completed, then a write w2 began and completed, then the read
+//     began. w2 takes effect after w1 and before the read, so the read cannot
+//     return v. The same holds when w2 is proven to precede the read by a
+//     completed read r1 that returned w2's value.
+//   - Absent: a present value's write s is proven to precede the read (it
+//     completed, or a completed read saw its value), and no delete can take
+//     effect between s and the read (every delete either returned before s
+//     began or began after the read returned).
+//
+// A stale read whose newer write nobody ever saw is reported as a lost write;
+// one proven by the same client's earlier read as a non-monotonic read.
+func explainKey(key string, ops []*history.Op, writers map[string][]*history.Op, maxPerKind int) ([]Anomaly, map[AnomalyKind]int) {
+	local := make(map[string]*history.Op) // value -> its writer on this key
+	observed := make(map[string]bool)     // values some OK read returned
+	var reads []*history.Op
+	var writeEv, presentEv []evidence
+	type del struct{ call, ret int64 }
+	var dels []del
+	for _, op := range ops {
+		switch {
+		case op.Kind == history.Set || op.Kind == history.CAS:
+			local[op.Value] = op
+		case op.Kind.IsRead() && op.Outcome == history.OK:
+			reads = append(reads, op)
+			if op.Found {
+				observed[op.Out] = true
+			}
+		}
+		if effective(op) {
+			writeEv = append(writeEv, evidence{before: op.Return, write: op})
+			if op.Kind != history.Delete {
+				presentEv = append(presentEv, evidence{before: op.Return, write: op})
+			}
+		}
+		if op.Kind == history.Delete && op.Outcome != history.Failed {
+			ret := op.Return
+			if op.Outcome == history.Unknown {
+				ret = never
+			}
+			dels = append(dels, del{op.Call, ret})
+		}
+	}
+	// Reads that prove their value's write took effect before they returned.
+	var readEv []evidence
+	byClient := make(map[clientID][]evidence)
+	for _, r := range reads {
+		if !r.Found {
+			continue
+		}
+		w := local[r.Out]
+		if w == nil || !(w.Outcome == history.OK && !w.Conflict || w.Outcome == history.Unknown) || w.Call > r.Return {
+			continue
+		}
+		e := evidence{before: r.Return, write: w, read: r}
+		readEv = append(readEv, e)
+		byClient[clientOf(r)] = append(byClient[clientOf(r)], e)
+	}
+	writeIdx := newEvidenceIndex(writeEv)
+	presentIdx := newEvidenceIndex(presentEv)
+	readIdx := newEvidenceIndex(readEv)
+	clientIdx := make(map[clientID]evidenceIndex, len(byClient))
+	for c, ev := range byClient {
+		clientIdx[c] = newEvidenceIndex(ev)
+	}
+	sort.Slice(dels, func(i, j int) bool { return dels[i].call < dels[j].call })
+	delMaxRet := make([]int64, len(dels))
+	for i, d := range dels {
+		delMaxRet[i] = d.ret
+		if i > 0 {
+			delMaxRet[i] = max(delMaxRet[i], delMaxRet[i-1])
+		}
+	}
+	// deleteBetween reports whether a delete can take effect after a write
+	// that began at sCall and before a read that returned at rRet.
+	deleteBetween := func(sCall, rRet int64) bool {
+		i := sort.Search(len(dels), func(i int) bool { return dels[i].call > rRet }) - 1
+		return i >= 0 && delMaxRet[i] >= sCall
+	}
+
+	var out []Anomaly
+	counts := make(map[AnomalyKind]int)
+	report := func(kind AnomalyKind, ids []int, format string, args ...any) {
+		counts[kind]++
+		if counts[kind] <= maxPerKind {
+			out = append(out, Anomaly{Kind: kind, Key: key, Ops: ids, Explanation: fmt.Sprintf(format, args...)})
+		}
+	}
+	sort.SliceStable(reads, func(i, j int) bool { return reads[i].Call < reads[j].Call })
+	for _, r := range reads {
+		if !r.Found {
+			explainAbsent(r, presentIdx, readIdx, clientIdx[clientOf(r)], observed, deleteBetween, report)
+			continue
+		}
+		w1 := local[r.Out]
+		switch {
+		case w1 == nil:
+			elsewhere := ""
+			for _, w := range writers[r.Out] {
+				elsewhere = fmt.Sprintf(" (op %d wrote it to key %q)", w.ID, w.Key)
+				break
+			}
+			report(NeverWritten, []int{r.ID}, "op %d %s read %q, but no operation wrote %q to key %q%s",
+				r.ID, opWords(r), r.Out, r.Out, key, elsewhere)
+			continue
+		case w1.Outcome == history.Failed:
+			report(FailedWriteRead, []int{w1.ID, r.ID}, "op %d %s read %q, written by op %d %s, which failed and so certainly had no effect",
+				r.ID, opWords(r), r.Out, w1.ID, opWords(w1))
+			continue
+		case w1.Conflict && w1.Outcome == history.OK:
+			report(FailedWriteRead, []int{w1.ID, r.ID}, "op %d %s read %q, the new value of op %d %s, which reported a version conflict and wrote nothing",
+				r.ID, opWords(r), r.Out, w1.ID, opWords(w1))
+			continue
+		case w1.Call > r.Return:
+			report(FutureRead, []int{w1.ID, r.ID}, "op %d %s read %q, but op %d %s, which wrote it, began only after the read had returned",
+				r.ID, opWords(r), r.Out, w1.ID, opWords(w1))
+			continue
+		case w1.Outcome != history.OK:
+			continue // an unknown write may take effect at any time after its call
+		}
+		if e, ok := writeIdx.latest(r.Call); ok && e.write.Call > w1.Return {
+			w2 := e.write
+			if w2.Kind != history.Delete && !observed[w2.Value] {
+				report(LostWrite, []int{w1.ID, w2.ID, r.ID}, "op %d %s was acknowledged but lost: no read ever saw %q, and op %d %s, which began after it returned, still read %q, written by op %d %s, which had completed before op %d began",
+					w2.ID, opWords(w2), w2.Value, r.ID, opWords(r), r.Out, w1.ID, opWords(w1), w2.ID)
+			} else {
+				report(StaleRead, []int{w1.ID, w2.ID, r.ID}, "op %d %s read %q, written by op %d %s, but op %d %s had already replaced it: it began after op %d returned and completed before op %d began",
+					r.ID, opWords(r), r.Out, w1.ID, opWords(w1), w2.ID, opWords(w2), w1.ID, r.ID)
+			}
+			continue
+		}
+		if e, ok := clientIdx[clientOf(r)].latest(r.Call); ok && e.write.Call > w1.Return {
+			report(NonMonotonicRead, []int{w1.ID, e.write.ID, e.read.ID, r.ID}, "client %s read %q (written by op %d %s) in op %d %s, then the older %q (written by op %d %s, which completed before op %d began) in op %d %s",
+				clientName(r), e.read.Out, e.write.ID, opWords(e.write), e.read.ID, opWords(e.read), r.Out, w1.ID, opWords(w1), e.write.ID, r.ID, opWords(r))
+			continue
+		}
+		if e, ok := readIdx.latest(r.Call); ok && e.write.Call > w1.Return {
+			report(StaleRead, []int{w1.ID, e.write.ID, e.read.ID, r.ID}, "op %d %s read %q, written by op %d %s, but op %d %s, which completed before op %d began, had already read %q, written by op %d %s after op %d completed",
+				r.ID, opWords(r), r.Out, w1.ID, opWords(w1), e.read.ID, opWords(e.read), r.ID, e.read.Out, e.write.ID, opWords(e.write), w1.ID)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return readOf(out[i]) < readOf(out[j]) })
+	return out, counts
+}
+
+// explainAbsent looks for a present value's write that certainly took effect
+// before read r, which found the key absent, with no delete able to come in
+// between.
+func explainAbsent(r *history.Op, presentIdx, readIdx, clientIdx evidenceIndex, observed map[string]bool,
+	deleteBetween func(sCall, rRet int64) bool, report func(AnomalyKind, []int, string, ...any)) {
+	// Try the strongest kind of proof first. Within each, the write that
+	// began latest is the hardest for a delete to follow, so it is the one
+	// to test.
+	var e evidence
+	found := false
+	for _, idx := range []evidenceIndex{presentIdx, clientIdx, readIdx} {
+		if c, ok := idx.latest(r.Call); ok && !deleteBetween(c.write.Call, r.Return) {
+			e, found = c, true
+			break
+		}
+	}
+	if !found {
+		return
+	}
+	s := e.write
+	switch {
+	case e.read == nil && !observed[s.Value]:
+		report(LostWrite, []int{s.ID, r.ID}, "op %d %s was acknowledged but lost: no read ever saw %q, and op %d %s, which began after it returned, found the key absent although no delete could have come in between",
+			s.ID, opWords(s), s.Value, r.ID, opWords(r))
+	case e.read == nil:
+		report(StaleRead, []int{s.ID, r.ID}, "op %d %s found the key absent, but op %d %s had completed before it began, and no delete could have come in between",
+			r.ID, opWords(r), s.ID, opWords(s))
+	case clientOf(e.read) == clientOf(r):
+		report(NonMonotonicRead, []int{s.ID, e.read.ID, r.ID}, "client %s read %q (written by op %d %s) in op %d %s, then found the key absent in op %d %s, although no delete could have come in between",
+			clientName(r), e.read.Out, s.ID, opWords(s), e.read.ID, opWords(e.read), r.ID, opWords(r))
+	default:
+		report(StaleRead, []int{s.ID, e.read.ID, r.ID}, "op %d %s found the key absent, but op %d %s, which completed before it began, had read %q, written by op %d %s, and no delete could have come in between",
+			r.ID, opWords(r), e.read.ID, opWords(e.read), e.read.Out, s.ID, opWords(s))
+	}
+}
+
+// readOf returns the ID of the read an anomaly is about: its last op.
+func readOf(a Anomaly) int {
+	if len(a.Ops) == 0 {
+		return -1
+	}
+	return a.Ops[len(a.Ops)-1]
+}
+
+func clientName(op *history.Op) string {
+	if op.Process != 0 {
+		return fmt.Sprintf("%d/%d", op.Process, op.Client)
+	}
+	return fmt.Sprint(op.Client)
+}
+
+// opWords describes an op in a few words: "(client 3 set "v1", ok, 1ms–2ms)".
+func opWords(op *history.Op) string {
+	what := string(op.Kind)
+	switch op.Kind {
+	case history.Set:
+		what = fmt.Sprintf("set %q", op.Value)
+	case history.CAS:
+		exp := "absent"
+		if op.ExpectFound {
+			exp = fmt.Sprintf("%q", op.Expect)
+		}
+		what = fmt.Sprintf("cas %s→%q", exp, op.Value)
+	}
+	if op.Final {
+		what = "final " + what
+	}
+	outcome := ""
+	if op.Outcome != history.OK {
+		outcome = ", " + string(op.Outcome)
+	}
+	return fmt.Sprintf("(client %s %s%s, %v–%v)", clientName(op), what, outcome, time.Duration(op.Call), time.Duration(op.Return))
+}

@@ -1,0 +1,557 @@
+package check
+
+import (
+	"fmt"
+	"math/bits"
+	"sort"
+	"time"
+)
+
+// The search decides whether one key's history is linearizable for a
+// register (states: absent, or a value) with set, delete, get, cas.
+//
+// It is the "just in time" linearization search (Lowe, "Testing for
+// linearizability", 2017), run as a sweep over call and return events. At
+// every moment it holds the set of configurations the history so far can be
+// in: the register's state and the set of operations that have been called
+// but not yet linearized. A call adds the operation to every configuration's
+// pending set. A return forces the operation: each configuration that has not
+// yet linearized it is replaced by every configuration reachable by
+// linearizing pending operations, in some order, up to and including it.
+// The history is linearizable iff the set never becomes empty. Unlike a
+// depth-first search over whole linearizations (porcupine's), the state kept
+// is only the current configuration set, so it is bounded by counting it.
+//
+// Reductions keep the set small. Each keeps the answer exact: it only drops
+// configurations that another kept configuration can imitate, or that can
+// never complete.
+//
+//   - Eager reads: a pending read (or CAS conflict) that is legal in the
+//     current state is linearized at once. Reads do not change the state,
+//     so linearizing one as early as possible never rules out anything.
+//   - Dead reads: a configuration is dropped as soon as a pending read can no
+//     longer be satisfied: the write of its value (values are unique) has
+//     been linearized and the state has moved on.
+//   - Needed values: the state may not move away from a value that an
+//     operation not yet called must still see; that operation could never
+//     be satisfied.
+//   - Absorbed sets: a set whose value nobody must see (its state is
+//     "bottom", see prepare) only matters by hiding the state before it. It
+//     is never linearized on its own: once any set or delete is linearized
+//     while it is pending, it is marked absorbable (it can be placed just
+//     before that write, where it is invisible), and at its return an
+//     absorbable set is dropped without changing the state. An unabsorbable
+//     one is linearized at its return, leaving the state bottom. Sets of
+//     bottom are linearized on their own only to serve a pending CAS
+//     conflict (which bottom satisfies).
+//
+// At a quiescent point (nothing pending) the set is exactly the set of
+// states the register can be in, which is what carries one segment of the
+// history into the next; no explicit splitting is needed.
+//
+// Memory is bounded by construction: the search stops with Unknown when the
+// configurations it holds at once (the current set, the next one and the
+// per-return visited set) would exceed limits.maxConfigs. Work is bounded by
+// limits.maxSteps and by a deadline.
+
+// cfgKey is a configuration without its pool count: the register state, the
+// pending operations and the absorbable sets among them, as bits of the
+// slots the operations hold.
+type cfgKey struct {
+	pend  uint64
+	abs   uint64 // subset of pend
+	state int32
+	bot   int32 // pooled unknown sets of bottom still available
+}
+
+// cfgSet maps each configuration to the largest number of pooled unknown
+// deletes still available in it. More pooled deletes can do everything fewer
+// can (unused ones never have to apply), so the largest count is enough.
+type cfgSet map[cfgKey]int32
+
+// limits bound one key's search.
+type limits struct {
+	maxConfigs  int
+	maxSteps    int64
+	maxPending  int // at most 64: pending sets are bit sets
+	deadline    time.Time
+	now         func() time.Time
+	wantCutInfo bool // keep the states at the last quiescent point (for visualization)
+	// noLookahead turns off the needed-values reduction, which finds a
+	// violation earlier but at a less telling operation (the write that
+	// would hide a value, rather than the read that misses it).
+	noLookahead bool
+}
+
+// linResult is the outcome of one key's search.
+type linResult struct {
+	verdict Verdict
+	cause   Cause
+	reason  string
+	// failed is the index (in keyModel.ops) of the operation that no
+	// configuration could linearize, -1 unless Illegal; failTime is the time
+	// of the event at which that was found.
+	failed   int
+	failTime int64
+	// lookahead: the failure was found with the needed-values reduction
+	// on, so the failed op may be a write that would hide a value a later
+	// op must see.
+	lookahead bool
+	// cutTime is the last quiescent point before the end (or the failure),
+	// -1 for the start; cutStates the states possible there.
+	cutTime   int64
+	cutStates []int32
+	maxPend   int
+	segments  int
+	peak      int
+	steps     int64
+}
+
+type event struct {
+	t   int64
+	ret bool
+	i   int32
+}
+
+type search struct {
+	ops      []mop
+	bottom   int32
+	lim      limits
+	slotOp   [64]int32 // the op holding each slot, -1 if free
+	opSlot   []int8    // the slot of each called, not yet done op
+	called   []bool
+	done     []bool // linearized in every configuration
+	inUse    uint64 // slots held
+	floating uint64 // slots held by ops that never return
+	unseen   uint64 // slots held by sets of bottom (absorbable sets)
+	conflict uint64 // slots held by CAS conflicts
+	// hasConflict: the key has CAS conflicts, so a set of bottom may also
+	// have to be visible.
+	hasConflict bool
+	// future[s] counts the ops not yet called that must see state s.
+	future  []int32
+	cfgs    cfgSet
+	next    cfgSet
+	visited cfgSet
+	res     linResult
+}
+
+func linearize(km *keyModel, lim limits) linResult {
+	n := len(km.ops)
+	s := &search{
+		ops:         km.ops,
+		bottom:      km.bottom,
+		hasConflict: km.hasConflict,
+		lim:         lim,
+		opSlot:      make([]int8, n),
+		called:      make([]bool, n),
+		done:        make([]bool, n),
+		future:      append([]int32(nil), km.observers...),
+		cfgs:        cfgSet{{}: 0},
+		visited:     make(cfgSet),
+		res:         linResult{verdict: Ok, failed: -1, cutTime: -1, cutStates: []int32{0}, peak: 1},
+	}
+	for i := range s.slotOp {
+		s.slotOp[i] = -1
+	}
+	events := make([]event, 0, 2*n)
+	for i, op := range km.ops {
+		events = append(events, event{t: op.call, i: int32(i)})
+		if op.ret != never {
+			events = append(events, event{t: op.ret, ret: true, i: int32(i)})
+		}
+	}
+	// Calls before returns at equal times: intervals are closed, so an op
+	// that returns at t is concurrent with one called at t.
+	sort.Slice(events, func(a, b int) bool {
+		ea, eb := events[a], events[b]
+		if ea.t != eb.t {
+			return ea.t < eb.t
+		}
+		if ea.ret != eb.ret {
+			return !ea.ret
+		}
+		return ea.i < eb.i
+	})
+	for _, ev := range events {
+		var ok bool
+		if ev.ret {
+			ok = s.onReturn(int(ev.i))
+		} else {
+			ok = s.onCall(int(ev.i))
+		}
+		if !ok {
+			return s.res
+		}
+		if len(s.cfgs) == 0 {
+			s.res.verdict = Illegal
+			s.res.lookahead = !s.lim.noLookahead
+			s.res.failed = int(ev.i)
+			s.res.failTime = ev.t
+			return s.res
+		}
+		if ev.ret && s.inUse&^s.floating == 0 {
+			s.res.segments++
+			if s.lim.wantCutInfo {
+				s.res.cutTime = ev.t
+				s.res.cutStates = s.res.cutStates[:0]
+				seen := make(map[int32]bool)
+				for k := range s.cfgs {
+					if !seen[k.state] {
+						seen[k.state] = true
+						s.res.cutStates = append(s.res.cutStates, k.state)
+					}
+				}
+				sort.Slice(s.res.cutStates, func(a, b int) bool { return s.res.cutStates[a] < s.res.cutStates[b] })
+			}
+		}
+	}
+	return s.res
+}
+
+func (s *search) stop(c Cause, reason string) bool {
+	s.res.verdict, s.res.cause, s.res.reason = Unknown, c, reason
+	return false
+}
+
+// tick counts one step of work and enforces the step and time bounds.
+func (s *search) tick() bool {
+	s.res.steps++
+	if s.res.steps > s.lim.maxSteps {
+		return s.stop(CauseSteps, fmt.Sprintf("the search took more than %d steps (MaxSteps)", s.lim.maxSteps))
+	}
+	if s.res.steps&1023 == 1 && !s.lim.deadline.IsZero() && s.lim.now().After(s.lim.deadline) {
+		return s.stop(CauseTimeout, "the search ran out of time (Timeout)")
+	}
+	return true
+}
+
+// add puts k into set, counting it against the memory bound.
+func (s *search) add(set cfgSet, k cfgKey, pool int32) bool {
+	if old, ok := set[k]; ok {
+		if pool > old {
+			set[k] = pool
+		}
+		return true
+	}
+	live := len(s.cfgs) + len(s.next) + len(s.visited) + 1
+	if live > s.lim.maxConfigs {
+		return s.stop(CauseConfigs, fmt.Sprintf("the search needed more than %d configurations at once (MaxConfigs)", s.lim.maxConfigs))
+	}
+	s.res.peak = max(s.res.peak, live)
+	set[k] = pool
+	return true
+}
+
+// fresh returns an empty set, reusing m unless it grew large (clearing a
+// large map costs its capacity, on every event).
+func fresh(m cfgSet) cfgSet {
+	if m == nil || len(m) > 1024 {
+		return make(cfgSet)
+	}
+	clear(m)
+	return m
+}
+
+// hopeless reports whether the pending read or CAS op can never become
+// legal in configuration k: the value it needs was written by an op that k
+// has already linearized, and the state has moved on. Values are unique, so
+// the state cannot become that value again.
+func (s *search) hopeless(k cfgKey, op *mop) bool {
+	var need int32
+	switch op.kind {
+	case mRead:
+		need = op.val
+	case mCAS:
+		need = op.expect
+	default:
+		return false
+	}
+	if need == 0 || k.state == need {
+		return false
+	}
+	w := op.writer
+	if w < 0 {
+		return true // nothing writes that value
+	}
+	return s.called[w] && (s.done[w] || k.pend&(1<<uint(s.opSlot[w])) == 0)
+}
+
+// settle linearizes every pending read and CAS conflict that is legal in
+// k's state, and reports false if k is dead (a pending op is hopeless).
+func (s *search) settle(k *cfgKey) bool {
+	for p := k.pend; p != 0; p &= p - 1 {
+		slot := bits.TrailingZeros64(p)
+		op := &s.ops[s.slotOp[slot]]
+		switch op.kind {
+		case mRead:
+			if op.val == k.state {
+				k.pend &^= 1 << slot
+				continue
+			}
+		case mConflict:
+			if op.expect != k.state {
+				k.pend &^= 1 << slot
+				continue
+			}
+		}
+		if s.hopeless(*k, op) {
+			if op.ret == never {
+				// An op that may never apply is not forced: it just
+				// will not apply in this configuration.
+				k.pend &^= 1 << slot
+				continue
+			}
+			return false
+		}
+	}
+	return true
+}
+
+// write moves configuration k to state to by linearizing the op in slot
+// (or, with slot -1, a pooled op). It reports false when that is not
+// allowed: the current state is a value that an op not yet called must see.
+func (s *search) write(k cfgKey, slot int, to int32, cas bool) (cfgKey, bool) {
+	if k.state != 0 && s.future[k.state] > 0 && !s.lim.noLookahead {
+		return k, false
+	}
+	if slot >= 0 {
+		k.pend &^= 1 << slot
+		k.abs &^= 1 << slot
+	}
+	if !cas {
+		// Every pending set of bottom can now be placed just before this
+		// write, where nobody sees it. (Not before a CAS: it would change
+		// the state the CAS compares.)
+		k.abs |= k.pend & s.unseen
+	}
+	k.state = to
+	return k, true
+}
+
+func (s *search) onCall(i int) bool {
+	if !s.tick() {
+		return false
+	}
+	op := &s.ops[i]
+	s.called[i] = true
+	switch {
+	case op.kind == mRead && op.val != 0:
+		s.future[op.val]--
+	case op.kind == mCAS && op.expect != 0 && op.ret != never:
+		s.future[op.expect]--
+	}
+	switch op.kind {
+	case mPool:
+		for k := range s.cfgs {
+			s.cfgs[k]++
+		}
+		return true
+	case mPoolBottom:
+		s.next = fresh(s.next)
+		for k, pool := range s.cfgs {
+			k.bot++
+			if !s.add(s.next, k, pool) {
+				return false
+			}
+		}
+		s.cfgs, s.next = s.next, s.cfgs
+		return true
+	}
+	slot := bits.TrailingZeros64(^s.inUse)
+	if slot >= s.lim.maxPending {
+		return s.stop(CauseConcurrency, fmt.Sprintf("more than %d operations on the key were pending at once (MaxConcurrency)", s.lim.maxPending))
+	}
+	bit := uint64(1) << slot
+	s.inUse |= bit
+	if op.ret == never {
+		s.floating |= bit
+	}
+	if op.kind == mWrite && op.val == s.bottom && s.bottom != 0 {
+		s.unseen |= bit
+	}
+	if op.kind == mConflict {
+		s.conflict |= bit
+	}
+	s.slotOp[slot] = int32(i)
+	s.opSlot[i] = int8(slot)
+	s.res.maxPend = max(s.res.maxPend, bits.OnesCount64(s.inUse))
+
+	s.next = fresh(s.next)
+	for k, pool := range s.cfgs {
+		if !s.tick() {
+			return false
+		}
+		k.pend |= bit
+		switch {
+		case op.kind == mRead && op.val == k.state, op.kind == mConflict && op.expect != k.state:
+			k.pend &^= bit
+		case s.hopeless(k, op):
+			if op.ret != never {
+				continue
+			}
+			k.pend &^= bit
+		}
+		if !s.add(s.next, k, pool) {
+			return false
+		}
+	}
+	s.cfgs, s.next = s.next, s.cfgs
+	return true
+}
+
+func (s *search) onReturn(i int) bool {
+	slot := s.opSlot[i]
+	bit := uint64(1) << uint(slot)
+	s.next = fresh(s.next)
+	for k, pool := range s.cfgs {
+		switch {
+		case k.pend&bit == 0:
+		case k.abs&bit != 0 && !s.hasConflict:
+			// Absorbed: placed just before a write already
+			// linearized. Without CAS conflicts, this dominates
+			// every other choice: the other pending ops can still
+			// be linearized later, and making the state bottom
+			// helps no read.
+			if !s.absorb(k, pool, int(slot)) {
+				return false
+			}
+			continue
+		default:
+			if k.abs&bit != 0 && !s.absorb(k, pool, int(slot)) {
+				return false
+			}
+			if !s.dfs(k, pool, int(slot)) {
+				return false
+			}
+			continue
+		}
+		if !s.add(s.next, k, pool) {
+			return false
+		}
+	}
+	s.done[i] = true
+	s.inUse &^= bit
+	s.unseen &^= bit
+	s.conflict &^= bit
+	s.slotOp[slot] = -1
+	s.cfgs, s.next = s.next, s.cfgs
+	s.visited = fresh(s.visited)
+	if s.floating != 0 {
+		s.freeFloating()
+	}
+	return true
+}
+
+// dfs extends k by linearizing pending writes (and pooled ops) until the op
+// in slot target is linearized, adding each such configuration to s.next.
+func (s *search) dfs(k cfgKey, pool int32, target int) bool {
+	bit := uint64(1) << target
+	if !s.tick() {
+		return false
+	}
+	// Pending conflicts all compare with the current state (else they
+	// would have been linearized); only they can want the state bottom,
+	// or any other state that nobody reads.
+	conflicts := k.pend&s.conflict != 0
+	wantBottom := conflicts && k.state != s.bottom
+	for p := k.pend; p != 0; p &= p - 1 {
+		slot := bits.TrailingZeros64(p)
+		b := uint64(1) << slot
+		op := &s.ops[s.slotOp[slot]]
+		switch {
+		case op.kind == mWrite && s.unseen&b != 0 && b != bit && !wantBottom:
+			continue // absorbed by a later write, or linearized at its return
+		case s.floating&b != 0 && !conflicts:
+			// An unknown write that nobody saw only ever helps a CAS
+			// conflict; until one is pending, applying it can wait.
+			continue
+		case op.kind == mWrite:
+		case op.kind == mCAS && k.state == op.expect:
+		default: // pending reads and conflicts are not legal in this state
+			continue
+		}
+		n, ok := s.write(k, slot, op.val, op.kind == mCAS)
+		if !ok {
+			continue
+		}
+		if !s.step(n, pool, target) {
+			return false
+		}
+	}
+	// A pooled delete changes the state, or absorbs pending sets of bottom.
+	if pool > 0 && (k.state != 0 || k.pend&s.unseen&^k.abs != 0) {
+		if n, ok := s.write(k, -1, 0, false); ok && !s.step(n, pool-1, target) {
+			return false
+		}
+	}
+	if k.bot > 0 && wantBottom {
+		if n, ok := s.write(k, -1, s.bottom, false); ok {
+			n.bot--
+			if !s.step(n, pool, target) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (s *search) step(n cfgKey, pool int32, target int) bool {
+	bit := uint64(1) << target
+	if !s.settle(&n) {
+		return true // dead end
+	}
+	if n.pend&bit == 0 {
+		return s.add(s.next, n, pool)
+	}
+	if n.abs&bit != 0 {
+		if !s.absorb(n, pool, target) {
+			return false
+		}
+		if !s.hasConflict {
+			return true
+		}
+		// With conflicts, the set may also become visible after more
+		// writes: keep searching.
+	}
+	if old, seen := s.visited[n]; seen && old >= pool {
+		return true
+	}
+	if !s.add(s.visited, n, pool) {
+		return false
+	}
+	return s.dfs(n, pool, target)
+}
+
+// absorb finishes the absorbable set of bottom in slot: it was placed just
+// before a write already linearized, where nobody saw it. When the key has
+// CAS conflicts, linearizing it now instead, visibly, is kept as well:
+// bottom satisfies a conflict that the current state does not.
+func (s *search) absorb(k cfgKey, pool int32, slot int) bool {
+	if s.hasConflict {
+		if n, ok := s.write(k, slot, s.bottom, false); ok && s.settle(&n) {
+			if !s.add(s.next, n, pool) {
+				return false
+			}
+		}
+	}
+	k.pend &^= 1 << slot
+	k.abs &^= 1 << slot
+	return s.add(s.next, k, pool)
+}
+
+// freeFloating releases the slots of never-returning ops that every
+// configuration has linearized.
+func (s *search) freeFloating() {
+	var union uint64
+	for k := range s.cfgs {
+		union |= k.pend
+	}
+	for f := s.floating &^ union; f != 0; f &= f - 1 {
+		slot := bits.TrailingZeros64(f)
+		s.done[s.slotOp[slot]] = true
+		s.slotOp[slot] = -1
+		s.inUse &^= 1 << slot
+		s.floating &^= 1 << slot
+	}
+}
