@@ -164,7 +164,7 @@ type Config struct {
 	Check *check.Options
 
 	// Progress, when set, is called about every 200ms and at each phase
-	// change. It must return quickly.
+	// change, never twice at once. It must return quickly.
 	Progress func(Progress)
 }
 

@@ -2,8 +2,12 @@ package verify
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,6 +15,7 @@ import (
 	"time"
 
 	"github.com/memstore/memstore/check"
+	"github.com/memstore/memstore/fault"
 	"github.com/memstore/memstore/history"
 	"github.com/memstore/memstore/strategies"
 )
@@ -35,12 +40,15 @@ type engine struct {
 	clientMu   sync.Mutex
 	nextClient int
 
-	stateMu  sync.Mutex
-	phase    string
-	curFault string
+	progressMu sync.Mutex // Progress calls never overlap
+	stateMu    sync.Mutex
+	phase      string
+	curFault   string
 
-	gate         sync.RWMutex      // writes hold it shared; a read window holds it
-	leftOut      map[string]string // fault -> why it could not be produced
+	gate         sync.RWMutex       // writes hold it shared; a read window holds it
+	leftOut      map[string]string  // fault -> why it could not be produced
+	proxies      []*fault.Proxy     // one per instance and worker, when a network fault is on
+	sqlFaults    []*fault.SQLFaults // one per instance, when a DB fault is on
 	workStop     chan struct{}
 	workStopOnce sync.Once
 }
@@ -83,9 +91,10 @@ func (l *local) do(ctx context.Context, r request) (resp response) {
 		resp.ErrKind = oc
 		resp.Found = false
 		resp.Value = ""
-	}
-	if err != nil {
-		resp.Err = err.Error()
+		resp.Err = fmt.Sprintf("outcome %s", oc)
+		if err != nil {
+			resp.Err = err.Error()
+		}
 	}
 	return resp
 }
@@ -151,6 +160,8 @@ func (e *engine) report() {
 	if e.cfg.Progress == nil {
 		return
 	}
+	e.progressMu.Lock()
+	defer e.progressMu.Unlock()
 	e.stateMu.Lock()
 	p := Progress{Store: e.cfg.Store.Name, Phase: e.phase, Fault: e.curFault}
 	e.stateMu.Unlock()
@@ -308,12 +319,29 @@ func (e *engine) run(ctx context.Context) (*Result, error) {
 
 // setup builds the in-process instances and starts the worker processes.
 func (e *engine) setup(ctx context.Context) error {
+	network := slices.ContainsFunc(e.cfg.Faults, isNetworkFault)
+	dbFaults := slices.ContainsFunc(e.cfg.Faults, isDBFault)
 	for i := range e.cfg.Instances {
 		var d *delayer
 		if !e.cfg.NoDelay {
 			d = newDelayer(e.cfg.MaxDelay, e.cfg.Seed, uint64(100+i))
 		}
-		in, err := e.env.newInstance(ctx, i, instanceOptions{hook: hook(d, e.env.loads), migrate: i == 0})
+		o := instanceOptions{hook: hook(d, e.env.loads), migrate: i == 0}
+		if network {
+			p, err := e.newProxy(fmt.Sprintf("redis-instance-%d", i))
+			if err != nil {
+				return err
+			}
+			o.redisAddr = p.Addr()
+		}
+		if dbFaults {
+			o.wrapDB = func(c driver.Connector) (*sql.DB, error) {
+				f := fault.NewSQLFaults(c)
+				e.sqlFaults = append(e.sqlFaults, f)
+				return f.DB(), nil
+			}
+		}
+		in, err := e.env.newInstance(ctx, i, o)
 		if err != nil {
 			return err
 		}
@@ -329,6 +357,16 @@ func (e *engine) setup(ctx context.Context) error {
 		w := &worker{e: e, proc: p, rec: history.NewRecorder(
 			history.Header{Store: e.cfg.Store.Name, Seed: e.cfg.Seed, Start: e.start},
 			&history.RecorderOptions{Process: p, Clock: e.clock})}
+		w.redisURL = e.env.redisURL
+		if network {
+			px, err := e.newProxy(fmt.Sprintf("redis-worker-%d", p))
+			if err != nil {
+				return err
+			}
+			if w.redisURL, err = urlVia(e.env.redisURL, px.Addr()); err != nil {
+				return err
+			}
+		}
 		e.workers = append(e.workers, w)
 		wg.Go(func() { errs[p-1] = w.start(ctx) })
 	}
@@ -342,6 +380,27 @@ func (e *engine) setup(ctx context.Context) error {
 	return nil
 }
 
+// newProxy starts a TCP proxy in front of Redis, closed with the run.
+func (e *engine) newProxy(name string) (*fault.Proxy, error) {
+	p, err := fault.NewProxy(name, e.env.redisBase.Addr)
+	if err != nil {
+		return nil, err
+	}
+	e.env.onClose(p.Close)
+	e.proxies = append(e.proxies, p)
+	return p, nil
+}
+
+// urlVia returns the Redis URL u with its host replaced by addr.
+func urlVia(u, addr string) (string, error) {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return "", err
+	}
+	pu.Host = addr
+	return pu.String(), nil
+}
+
 func (e *engine) targets() []target {
 	var ts []target
 	for _, l := range e.locals {
@@ -353,16 +412,10 @@ func (e *engine) targets() []target {
 	return ts
 }
 
+// restartWorkers waits for every killed worker to be back.
 func (e *engine) restartWorkers(ctx context.Context) {
 	for _, w := range e.workers {
-		w.mu.Lock()
-		alive := w.alive
-		w.mu.Unlock()
-		if !alive {
-			if err := w.start(ctx); err != nil {
-				e.env.note("%s: restart: %v", w.name(), err)
-			}
-		}
+		w.waitRestarted(ctx)
 	}
 }
 

@@ -15,10 +15,10 @@ import (
 	"sync"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the driver "pgx"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/memstore/memstore"
+	"github.com/memstore/memstore/fault"
 	"github.com/memstore/memstore/memtest"
 	"github.com/memstore/memstore/strategies"
 )
@@ -202,27 +202,14 @@ func (e *env) redisOptions(addr string) *redis.Options {
 	return &o
 }
 
-// connector opens the run's database through database/sql's driver for it.
+// connector opens the run's database: a new connector per instance, so
+// that each can be wrapped in fault.SQLFaults of its own.
 func (e *env) connector() (driver.Connector, error) {
-	db, err := sql.Open(e.dbDriver, e.dbDSN)
-	if err != nil {
-		return nil, err
+	if e.dbDriver == "pgx" {
+		return fault.PostgresConnector(e.dbDSN)
 	}
-	drv := db.Driver()
-	db.Close()
-	if dc, ok := drv.(driver.DriverContext); ok {
-		return dc.OpenConnector(e.dbDSN)
-	}
-	return dsnConnector{drv: drv, dsn: e.dbDSN}, nil
+	return fault.SQLiteConnector(e.dbDSN)
 }
-
-type dsnConnector struct {
-	drv driver.Driver
-	dsn string
-}
-
-func (c dsnConnector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
-func (c dsnConnector) Driver() driver.Driver                        { return c.drv }
 
 // instanceOptions say how one instance reaches Redis and the DB.
 type instanceOptions struct {

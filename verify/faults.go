@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -12,36 +13,52 @@ import (
 	"github.com/memstore/memstore/history"
 )
 
-// The fault names Config.Faults accepts.
+// The fault names Config.Faults accepts. Most are package fault's nemeses
+// under their own names.
 const (
-	FaultRedisKill    = "redis-kill"    // SIGKILL the redis-server; restart it empty on heal
-	FaultRedisRestart = "redis-restart" // kill and restart at once: all cache state lost
-	FaultRedisPause   = "redis-pause"   // SIGSTOP the redis-server; SIGCONT on heal
-	FaultRedisOOM     = "redis-oom"     // maxmemory 1 byte, noeviction: writes to Redis fail
-	FaultEvict        = "evict"         // drop every key's cache entry, as eviction would
-	FaultFlush        = "flush"         // delete every Redis key of the run (values, intents, leases)
-	FaultLatency      = "latency"       // slow every Redis connection (proxy)
-	FaultReset        = "reset"         // reset Redis connections (proxy)
-	FaultPartition    = "partition"     // cut the instances off from Redis (proxy)
-	FaultDBFail       = "db-fail"       // every DB statement fails (driver wrapper)
-	FaultWorkerKill   = "worker-kill"   // SIGKILL a worker process mid-operation; restart it on heal
+	FaultRedisKill     = "redis-kill"      // SIGKILL the redis-server; restart it empty on heal
+	FaultRedisRestart  = "redis-restart"   // kill and restart at once: all cache state lost, short outage
+	FaultRedisPause    = "redis-pause"     // SIGSTOP the redis-server; SIGCONT on heal
+	FaultRedisOOM      = "redis-oom"       // maxmemory 1 byte, noeviction: writes to Redis fail
+	FaultRedisEvictLRU = "redis-evict-lru" // maxmemory at current use, allkeys-lru: intents and leases evicted too
+	FaultEvictKeys     = "evict-keys"      // delete half of the run's Redis keys at once
+	FaultFlush         = "flush"           // every Redis key of the run deleted
+	FaultLatency       = "latency"         // every Redis round trip 10ms slower (proxy)
+	FaultReset         = "reset"           // Redis connections reset after the request arrived (proxy)
+	FaultPartition     = "partition"       // Redis connections closed and refused (proxy)
+	FaultBlackhole     = "blackhole"       // Redis connections hang (proxy)
+	FaultDBFail        = "db-fail"         // every DB statement fails (driver wrapper)
+	FaultDBFailCommits = "db-fail-commits" // DB commits apply, then report failure (driver wrapper)
+	FaultDBLatency     = "db-latency"      // every DB statement 20ms slower (driver wrapper)
+	FaultKillWorker    = "kill-worker"     // SIGKILL a worker process mid-operation; it is restarted
 )
 
 // FaultNames returns every fault name Config.Faults accepts.
 func FaultNames() []string {
 	return []string{
-		FaultRedisKill, FaultRedisRestart, FaultRedisPause, FaultRedisOOM,
-		FaultEvict, FaultFlush, FaultLatency, FaultReset, FaultPartition,
-		FaultDBFail, FaultWorkerKill,
+		FaultRedisKill, FaultRedisRestart, FaultRedisPause, FaultRedisOOM, FaultRedisEvictLRU,
+		FaultEvictKeys, FaultFlush,
+		FaultLatency, FaultReset, FaultPartition, FaultBlackhole,
+		FaultDBFail, FaultDBFailCommits, FaultDBLatency,
+		FaultKillWorker,
 	}
 }
 
 // DefaultFaults returns the faults a run uses when Config.Faults is nil:
 // all of them. Those the environment cannot produce are left out at run
-// time and noted.
+// time and noted (process faults on a shared Redis, kill-worker without
+// worker processes).
 func DefaultFaults() []string { return FaultNames() }
 
 func knownFault(name string) bool { return slices.Contains(FaultNames(), name) }
+
+func isNetworkFault(name string) bool {
+	return name == FaultLatency || name == FaultReset || name == FaultPartition || name == FaultBlackhole
+}
+
+func isDBFault(name string) bool {
+	return name == FaultDBFail || name == FaultDBFailCommits || name == FaultDBLatency
+}
 
 // ErrFaultUnavailable is returned by Run, with Config.RequireFaults, when a
 // named fault cannot be produced here.
@@ -63,6 +80,22 @@ func (n *nemesis) Heal(ctx context.Context) error {
 }
 
 var _ fault.Nemesis = (*nemesis)(nil)
+
+// each is one fault over many targets (every instance's DB wrapper): it
+// injects and heals all of them.
+func each(name string, ns []fault.Nemesis) fault.Nemesis {
+	run := func(f func(fault.Nemesis) error) error {
+		var errs []error
+		for _, n := range ns {
+			errs = append(errs, f(n))
+		}
+		return errors.Join(errs...)
+	}
+	return &nemesis{name: name,
+		inject: func(ctx context.Context) error { return run(func(n fault.Nemesis) error { return n.Inject(ctx) }) },
+		heal:   func(ctx context.Context) error { return run(func(n fault.Nemesis) error { return n.Heal(ctx) }) },
+	}
+}
 
 // buildNemeses turns the configured fault names into nemeses, leaving out
 // (and noting) those the environment cannot produce.
@@ -88,19 +121,17 @@ func (e *engine) buildNemeses() []fault.Nemesis {
 
 func (e *engine) nemesis(name string) (fault.Nemesis, string) {
 	rs := e.env.rs
-	noProc := "process faults need a private redis-server (Config.Redis from memtest, or no Redis at all)"
+	admin := e.env.admin
+	noProc := "process and server-wide faults need a private redis-server (Config.Redis from memtest, or no Redis at all)"
 	if rs != nil && rs.Shared() {
-		noProc = "shared Redis (MEMSTORE_REDIS_URL): process faults would hit other users"
+		noProc = "shared Redis (MEMSTORE_REDIS_URL): process and server-wide faults would hit its other users"
 	}
 	switch name {
 	case FaultRedisKill:
 		if !e.env.processFaults() {
 			return nil, noProc
 		}
-		return &nemesis{name: name,
-			inject: func(context.Context) error { return rs.Kill() },
-			heal:   func(context.Context) error { return rs.Restart() },
-		}, ""
+		return fault.RedisKill(rs), ""
 	case FaultRedisRestart:
 		if !e.env.processFaults() {
 			return nil, noProc
@@ -110,79 +141,68 @@ func (e *engine) nemesis(name string) (fault.Nemesis, string) {
 		if !e.env.processFaults() {
 			return nil, noProc
 		}
-		return &nemesis{name: name,
-			inject: func(context.Context) error { return rs.Pause() },
-			heal:   func(context.Context) error { return rs.Resume() },
-		}, ""
+		return fault.RedisPause(rs), ""
 	case FaultRedisOOM:
 		if !e.env.processFaults() {
 			return nil, noProc
 		}
-		return e.oomNemesis(), ""
-	case FaultEvict:
-		return &nemesis{name: name, inject: func(ctx context.Context) error {
-			var errs []error
-			for _, k := range e.keys {
-				errs = append(errs, e.instances[0].store.Evict(ctx, k))
-			}
-			return errors.Join(errs...)
-		}}, ""
+		return fault.RedisOOM(admin), ""
+	case FaultRedisEvictLRU:
+		if !e.env.processFaults() {
+			return nil, noProc
+		}
+		return fault.RedisEvictLRU(admin, 0), ""
+	case FaultEvictKeys:
+		return fault.EvictKeys(admin, globEscape(e.env.namespace)+"*", 0.5, newRand(e.cfg.Seed, 19)), ""
 	case FaultFlush:
-		return &nemesis{name: name, inject: e.flushNamespace}, ""
-	case FaultWorkerKill:
+		if e.env.processFaults() {
+			return fault.Flush(admin), ""
+		}
+		// FLUSHDB would take other users' keys: delete the run's only.
+		return &nemesis{name: name, inject: fault.EvictKeys(admin, globEscape(e.env.namespace)+"*", 1, nil).Inject}, ""
+	case FaultLatency:
+		return fault.Latency(e.proxies, 10*time.Millisecond, 5*time.Millisecond), ""
+	case FaultReset:
+		return fault.Reset(e.proxies), ""
+	case FaultPartition:
+		return fault.Partition(e.proxies), ""
+	case FaultBlackhole:
+		return fault.Blackhole(e.proxies), ""
+	case FaultDBFail, FaultDBFailCommits, FaultDBLatency:
+		var ns []fault.Nemesis
+		for _, f := range e.sqlFaults {
+			switch name {
+			case FaultDBFail:
+				ns = append(ns, fault.DBFail(f))
+			case FaultDBFailCommits:
+				ns = append(ns, fault.DBFailCommits(f))
+			default:
+				ns = append(ns, fault.DBLatency(f, 20*time.Millisecond))
+			}
+		}
+		if len(e.workers) > 0 {
+			e.env.note("DB faults hit the instances in this process, not the worker processes")
+		}
+		return each(name, ns), ""
+	case FaultKillWorker:
 		if len(e.workers) == 0 {
 			return nil, "no worker processes (Config.Processes is 0)"
 		}
-		return e.workerKillNemesis(), ""
-	}
-	return e.externalNemesis(name)
-}
-
-// oomNemesis makes Redis refuse every write (maxmemory of one byte with the
-// noeviction policy) and restores the settings on heal.
-func (e *engine) oomNemesis() fault.Nemesis {
-	var saved map[string]string
-	return &nemesis{name: FaultRedisOOM,
-		inject: func(ctx context.Context) error {
-			cur, err := e.env.admin.ConfigGet(ctx, "maxmemory*").Result()
-			if err != nil {
-				return err
+		rng := newRand(e.cfg.Seed, 11)
+		return fault.KillWorker(func() *os.Process {
+			var alive []*worker
+			for _, w := range e.workers {
+				if w.isAlive() {
+					alive = append(alive, w)
+				}
 			}
-			saved = map[string]string{"maxmemory": cur["maxmemory"], "maxmemory-policy": cur["maxmemory-policy"]}
-			if err := e.env.admin.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
-				return err
-			}
-			return e.env.admin.ConfigSet(ctx, "maxmemory", "1").Err()
-		},
-		heal: func(ctx context.Context) error {
-			if saved == nil {
+			if len(alive) == 0 {
 				return nil
 			}
-			err := errors.Join(
-				e.env.admin.ConfigSet(ctx, "maxmemory", saved["maxmemory"]).Err(),
-				e.env.admin.ConfigSet(ctx, "maxmemory-policy", saved["maxmemory-policy"]).Err())
-			saved = nil
-			return err
-		},
+			return alive[rng.IntN(len(alive))].process()
+		}), ""
 	}
-}
-
-// flushNamespace deletes every Redis key of the run: what a FLUSHDB does to
-// the store, without touching anyone else's keys on a shared server.
-func (e *engine) flushNamespace(ctx context.Context) error {
-	pattern := globEscape(e.env.namespace) + "*"
-	iter := e.env.admin.Scan(ctx, 0, pattern, 256).Iterator()
-	var batch []string
-	for iter.Next(ctx) {
-		batch = append(batch, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		return err
-	}
-	if len(batch) == 0 {
-		return nil
-	}
-	return e.env.admin.Del(ctx, batch...).Err()
+	return nil, fmt.Sprintf("unknown fault %q", name)
 }
 
 func globEscape(s string) string {
@@ -197,30 +217,23 @@ func globEscape(s string) string {
 }
 
 // faultLoop cycles through the nemeses until stop is closed: a gap, then
-// one fault (chosen with the run's seed) injected, held and healed, each
-// window recorded as a fault event.
+// one fault injected, held and healed, each window recorded as a fault
+// event. The faults come in rounds, each a permutation drawn with the run's
+// seed, so a run of len(faults) × (FaultGap + FaultHold) meets them all. It is fault.Cycle's loop, recording
+// each window as it opens so that progress reports can name it.
 func (e *engine) faultLoop(ctx context.Context, nems []fault.Nemesis, stop <-chan struct{}) {
 	if len(nems) == 0 {
 		return
 	}
 	rng := newRand(e.cfg.Seed, 7)
-	wait := func(d time.Duration) bool {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return true
-		case <-stop:
-			return false
-		case <-ctx.Done():
-			return false
+	var order []int
+	for waitStop(ctx, stop, e.cfg.FaultGap) {
+		// Rounds of a seeded permutation: every fault comes once per round.
+		if len(order) == 0 {
+			order = rng.Perm(len(nems))
 		}
-	}
-	for {
-		if !wait(e.cfg.FaultGap) {
-			return
-		}
-		n := nems[rng.IntN(len(nems))]
+		n := nems[order[0]]
+		order = order[1:]
 		ev := e.rec.BeginEvent(history.Fault, n.Name(), "")
 		e.setFault(n.Name())
 		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -228,8 +241,9 @@ func (e *engine) faultLoop(ctx context.Context, nems []fault.Nemesis, stop <-cha
 		cancel()
 		if err != nil {
 			e.env.note("fault %s: inject: %v", n.Name(), err)
+		} else {
+			waitStop(ctx, stop, e.cfg.FaultHold)
 		}
-		wait(e.cfg.FaultHold)
 		e.heal(ctx, n)
 		ev.End()
 		e.setFault("")
@@ -243,10 +257,4 @@ func (e *engine) heal(ctx context.Context, n fault.Nemesis) {
 	if err := n.Heal(hctx); err != nil {
 		e.env.note("fault %s: heal: %v", n.Name(), err)
 	}
-}
-
-// externalNemesis builds the faults that need package fault's machinery
-// (proxies, the failing SQL driver).
-func (e *engine) externalNemesis(name string) (fault.Nemesis, string) {
-	return nil, fmt.Sprintf("not available in this build (package fault has no %s yet)", name)
 }

@@ -141,20 +141,25 @@ func openDBArg(arg string) (*sql.DB, error) {
 }
 
 // worker is the engine's side of one worker process: it sends calls and
-// matches answers, and kills and restarts the process on request.
+// matches answers. When the process dies unexpectedly (the kill-worker
+// fault), the calls in flight are answered as its death makes them (writes
+// unknown, reads failed) and a new process is started.
 type worker struct {
-	e    *engine
-	proc int // 1, 2, ...
-	rec  *history.Recorder
+	e        *engine
+	proc     int // 1, 2, ...
+	rec      *history.Recorder
+	redisURL string // the worker's Redis: the server, or a proxy before it
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	alive   bool
-	next    uint64
-	pending map[uint64]pendingCall
-	done    chan struct{} // closed when the current process's output has ended
-	stderr  *tailBuffer
+	mu         sync.Mutex
+	cmd        *exec.Cmd
+	stdin      io.WriteCloser
+	alive      bool
+	stopping   bool
+	next       uint64
+	pending    map[uint64]pendingCall
+	done       chan struct{} // closed when the current process's output has ended
+	restarting chan struct{} // closed when the restart after a death is over; nil if none
+	stderr     *tailBuffer
 }
 
 type pendingCall struct {
@@ -165,11 +170,27 @@ type pendingCall struct {
 func (w *worker) name() string                { return fmt.Sprintf("worker %d", w.proc) }
 func (w *worker) recorder() *history.Recorder { return w.rec }
 
+func (w *worker) isAlive() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.alive
+}
+
+// process is the running process, nil if there is none.
+func (w *worker) process() *os.Process {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.alive || w.cmd == nil {
+		return nil
+	}
+	return w.cmd.Process
+}
+
 func (w *worker) command() (*exec.Cmd, error) {
 	e := w.e
 	args := []string{
 		"-store", e.cfg.Store.Name,
-		"-redis", e.env.redisURL,
+		"-redis", w.redisURL,
 		"-db", e.env.dbArg,
 		"-ns", e.env.namespace,
 		"-ttl", e.cfg.TTL.String(),
@@ -210,8 +231,8 @@ func (w *worker) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.stderr = &tailBuffer{max: 4096}
-	cmd.Stderr = w.stderr
+	stderr := &tailBuffer{max: 4096}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("verify: start worker: %w", err)
 	}
@@ -235,23 +256,24 @@ func (w *worker) start(ctx context.Context) error {
 	if err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		return fmt.Errorf("verify: %s: %v; stderr: %s", w.name(), err, w.stderr.String())
+		return fmt.Errorf("verify: %s: %v; stderr: %s", w.name(), err, stderr.String())
 	}
 	done := make(chan struct{})
 	w.mu.Lock()
-	w.cmd, w.stdin, w.alive, w.done = cmd, stdin, true, done
+	w.cmd, w.stdin, w.alive, w.done, w.stderr = cmd, stdin, true, done, stderr
 	if w.pending == nil {
 		w.pending = make(map[uint64]pendingCall)
 	}
 	w.mu.Unlock()
-	go w.read(dec, done)
+	go w.read(cmd, dec, done)
 	return nil
 }
 
 // read delivers the process's answers until its output ends; then every
 // call still pending is answered as the death of the process mid-call makes
-// it: a write unknown, a read failed.
-func (w *worker) read(dec *json.Decoder, done chan struct{}) {
+// it: a write unknown, a read failed. Unless the engine is stopping the
+// worker, a new process is started.
+func (w *worker) read(cmd *exec.Cmd, dec *json.Decoder, done chan struct{}) {
 	defer close(done)
 	for {
 		var r response
@@ -267,12 +289,26 @@ func (w *worker) read(dec *json.Decoder, done chan struct{}) {
 		}
 	}
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.alive = false
 	for id, pc := range w.pending {
 		pc.ch <- diedResponse(pc.kind)
 		delete(w.pending, id)
 	}
-	w.mu.Unlock()
+	if w.stopping {
+		return
+	}
+	restarted := make(chan struct{})
+	w.restarting = restarted
+	go func() {
+		defer close(restarted)
+		_ = cmd.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := w.start(ctx); err != nil {
+			w.e.env.note("%s: restart after its death: %v", w.name(), err)
+		}
+	}()
 }
 
 func diedResponse(kind history.Kind) response {
@@ -308,13 +344,13 @@ func (w *worker) do(ctx context.Context, r request) response {
 		return <-ch
 	}
 	// The worker bounds the call by the same timeout; allow for the trip.
-	t := time.NewTimer(time.Second)
-	defer t.Stop()
 	select {
 	case resp := <-ch:
 		return resp
 	case <-ctx.Done():
 	}
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
 	select {
 	case resp := <-ch:
 		return resp
@@ -334,28 +370,34 @@ func (w *worker) do(ctx context.Context, r request) response {
 	return resp
 }
 
-// kill kills the process with SIGKILL and waits until its calls in flight
-// are answered (as died).
-func (w *worker) kill() error {
+// waitRestarted waits until a restart after a death, if one is under way,
+// is over.
+func (w *worker) waitRestarted(ctx context.Context) {
 	w.mu.Lock()
-	cmd, done, alive := w.cmd, w.done, w.alive
-	w.alive = false
+	ch := w.restarting
 	w.mu.Unlock()
-	if cmd == nil || !alive {
-		return nil
+	if ch == nil {
+		return
 	}
-	err := cmd.Process.Kill()
-	<-done
-	_ = cmd.Wait()
-	return err
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
 }
 
 // stop closes the process's stdin and waits for it to finish its calls and
-// exit; after 5s it kills it.
+// exit; after 5s it kills it. A worker stopped is not restarted.
 func (w *worker) stop() {
 	w.mu.Lock()
+	w.stopping = true
+	ch := w.restarting
+	w.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+	w.mu.Lock()
 	cmd, stdin, done := w.cmd, w.stdin, w.done
-	w.alive = false
+	w.cmd = nil
 	w.mu.Unlock()
 	if cmd == nil {
 		return
@@ -368,33 +410,6 @@ func (w *worker) stop() {
 		<-done
 	}
 	_ = cmd.Wait()
-}
-
-// workerKillNemesis kills one worker process (chosen with the run's seed)
-// mid-operation; heal restarts it.
-func (e *engine) workerKillNemesis() *nemesis {
-	rng := newRand(e.cfg.Seed, 11)
-	var victim *worker
-	return &nemesis{name: FaultWorkerKill,
-		inject: func(context.Context) error {
-			victim = e.workers[rng.IntN(len(e.workers))]
-			return victim.kill()
-		},
-		heal: func(ctx context.Context) error {
-			if victim == nil {
-				return nil
-			}
-			w := victim
-			victim = nil
-			w.mu.Lock()
-			alive := w.alive
-			w.mu.Unlock()
-			if alive {
-				return nil
-			}
-			return w.start(ctx)
-		},
-	}
 }
 
 // tailBuffer keeps the last max bytes written to it.

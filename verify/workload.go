@@ -108,8 +108,9 @@ func (e *engine) call(ctx context.Context, t target, client int, r request, fina
 // client issues operations one at a time until stop is closed, the op
 // budget is spent or ctx ends. pace is a pause between operations (the
 // warm-up's light load).
-func (e *engine) client(ctx context.Context, t target, client int, stop <-chan struct{}, pace time.Duration, budget bool) {
+func (e *engine) client(ctx context.Context, t target, client int, stop <-chan struct{}, basePace time.Duration, budget bool) {
 	g := newGen(&e.cfg, e.keys, uint64(1000+client))
+	pace := basePace
 	for n := 0; ; n++ {
 		select {
 		case <-stop:
@@ -127,24 +128,28 @@ func (e *engine) client(ctx context.Context, t target, client int, stop <-chan s
 		if kind == history.Set {
 			r.Value = fmt.Sprintf("c%d-%d", client, n)
 		}
+		var resp response
 		if kind.IsWrite() {
 			e.gate.RLock()
-			e.call(ctx, t, client, r, false)
+			resp = e.call(ctx, t, client, r, false)
 			e.gate.RUnlock()
 		} else {
-			e.call(ctx, t, client, r, false)
+			resp = e.call(ctx, t, client, r, false)
 		}
-		if pace > 0 {
-			select {
-			case <-time.After(pace):
-			case <-stop:
-				return
-			case <-ctx.Done():
-				return
-			}
+		if resp.Err != "" && pace == 0 {
+			// A fault makes calls fail at once: back off a little, so
+			// that the history records the outage, not a flood of it.
+			pace = errorPause
 		}
+		if pace > 0 && !waitStop(ctx, stop, pace) {
+			return
+		}
+		pace = basePace
 	}
 }
+
+// errorPause is how long a client waits after a call that failed.
+const errorPause = 5 * time.Millisecond
 
 // readWindows pauses the workload's writes every ReadWindowEvery for
 // ReadWindow and evicts every key in the middle of the pause (see
