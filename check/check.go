@@ -58,6 +58,7 @@ const (
 	DefaultMaxConcurrency     = 64
 	DefaultMaxAnomaliesPerKey = 10
 	DefaultMaxColdLoads       = 1
+	DefaultVisualizeTimeout   = 5 * time.Second
 )
 
 // DefaultPolarisDeltas are the Δt at which Polaris reports when
@@ -71,13 +72,15 @@ type Options struct {
 	// time. Default DefaultTimeout (1 minute).
 	Timeout time.Duration
 	// MaxConfigs bounds the memory of one key's search: the number of
-	// configurations it may hold at once. Each costs about 40 bytes, and
-	// each worker searches one key at a time, so the search needs at most
-	// about Workers × MaxConfigs × 40 bytes. Default DefaultMaxConfigs
-	// (2^20, some 40 MiB per worker).
+	// configurations it may hold at once. Each costs up to about 150 bytes
+	// of heap (map overhead and garbage included; measured), and each
+	// worker searches one key at a time, so the searches need at most about
+	// Workers × MaxConfigs × 150 bytes. Default DefaultMaxConfigs (2^20,
+	// some 150 MiB per worker).
 	MaxConfigs int
 	// MaxSteps bounds the work of one key's search, in configurations
-	// visited. Default DefaultMaxSteps (2^28, a few minutes at most).
+	// visited (about a microsecond each). Default DefaultMaxSteps (2^28;
+	// the default Timeout usually ends a search first).
 	MaxSteps int64
 	// MaxConcurrency bounds how many operations on one key may be pending
 	// at once (unknown writes that may still apply count as pending). At
@@ -92,6 +95,11 @@ type Options struct {
 	// PolarisDeltas are the Δt at which the Polaris figure is computed.
 	// Default DefaultPolarisDeltas.
 	PolarisDeltas []time.Duration
+	// VisualizeTimeout bounds porcupine's search in Visualize, which draws
+	// whatever it found by then. Porcupine's memory grows with its search
+	// (on the order of 10 MB a second on a hot key), so keep this short.
+	// Default DefaultVisualizeTimeout (5s).
+	VisualizeTimeout time.Duration
 
 	// Snapshot is the per-key state of cache and DB gathered after heal.
 	// Nil: convergence is not checked; non-nil (even empty): it is.
@@ -132,6 +140,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if r.PolarisDeltas == nil {
 		r.PolarisDeltas = DefaultPolarisDeltas
+	}
+	if r.VisualizeTimeout <= 0 {
+		r.VisualizeTimeout = DefaultVisualizeTimeout
 	}
 	if r.MaxColdLoads <= 0 {
 		r.MaxColdLoads = DefaultMaxColdLoads

@@ -97,15 +97,25 @@ type linResult struct {
 	// on, so the failed op may be a write that would hide a value a later
 	// op must see.
 	lookahead bool
-	// cutTime is the last quiescent point before the end (or the failure),
-	// -1 for the start; cutStates the states possible there.
-	cutTime   int64
-	cutStates []int32
-	maxPend   int
-	segments  int
-	peak      int
-	steps     int64
+	// cuts are the last quiescent points before the end (or the failure),
+	// oldest first, with the states possible at each; only kept with
+	// limits.wantCutInfo. The start (time -1, absent) is the first until
+	// more than maxCuts points have passed.
+	cuts     []cut
+	maxPend  int
+	segments int
+	peak     int
+	steps    int64
 }
+
+// cut is a quiescent point: no op pending (except ops that never return).
+type cut struct {
+	time   int64
+	states []int32
+}
+
+// maxCuts is how many quiescent points a search remembers for pictures.
+const maxCuts = 64
 
 type event struct {
 	t   int64
@@ -149,7 +159,7 @@ func linearize(km *keyModel, lim limits) linResult {
 		future:      append([]int32(nil), km.observers...),
 		cfgs:        cfgSet{{}: 0},
 		visited:     make(cfgSet),
-		res:         linResult{verdict: Ok, failed: -1, cutTime: -1, cutStates: []int32{0}, peak: 1},
+		res:         linResult{verdict: Ok, failed: -1, cuts: []cut{{time: -1, states: []int32{0}}}, peak: 1},
 	}
 	for i := range s.slotOp {
 		s.slotOp[i] = -1
@@ -193,16 +203,19 @@ func linearize(km *keyModel, lim limits) linResult {
 		if ev.ret && s.inUse&^s.floating == 0 {
 			s.res.segments++
 			if s.lim.wantCutInfo {
-				s.res.cutTime = ev.t
-				s.res.cutStates = s.res.cutStates[:0]
+				c := cut{time: ev.t}
 				seen := make(map[int32]bool)
 				for k := range s.cfgs {
 					if !seen[k.state] {
 						seen[k.state] = true
-						s.res.cutStates = append(s.res.cutStates, k.state)
+						c.states = append(c.states, k.state)
 					}
 				}
-				sort.Slice(s.res.cutStates, func(a, b int) bool { return s.res.cutStates[a] < s.res.cutStates[b] })
+				sort.Slice(c.states, func(a, b int) bool { return c.states[a] < c.states[b] })
+				if len(s.res.cuts) == maxCuts {
+					s.res.cuts = append(s.res.cuts[:0], s.res.cuts[1:]...)
+				}
+				s.res.cuts = append(s.res.cuts, c)
 			}
 		}
 	}

@@ -30,10 +30,12 @@ const visualMaxOps = 500
 // still apply are drawn as never returning and may be left out of the
 // linearization.
 //
-// The verdict is the checker's; the picture is porcupine's, run with
-// opts.Timeout. Where unknown writes from before the segment carry over into
-// it, porcupine may find an order the checker rules out; the checker's
-// verdict stands. opts may be nil.
+// The verdict is the checker's; the picture is porcupine's, run for at most
+// opts.VisualizeTimeout. The picture can show an order for a segment that
+// the checker rules out: when unknown writes from before the segment carry
+// over into it, or when the checker failed at a write because a later read
+// (outside the segment) needs the value that write would hide. The
+// checker's verdict stands. opts may be nil.
 func Visualize(w io.Writer, h *history.History, key string, opts *Options) error {
 	o := opts.withDefaults()
 	var ops []*history.Op
@@ -55,11 +57,20 @@ func Visualize(w io.Writer, h *history.History, key string, opts *Options) error
 	init := []int32{0}
 	var note string
 	if lr.verdict == Illegal {
-		from, to = lr.cutTime, lr.failTime
+		to = lr.failTime
 		if r := km.ops[lr.failed].ret; r != never {
 			to = max(to, r)
 		}
-		init = lr.cutStates
+		// Start at the latest quiescent point that leaves some context
+		// before the failure.
+		c := lr.cuts[0]
+		for i := len(lr.cuts) - 1; i >= 0; i-- {
+			if calledIn(km.ops, lr.cuts[i].time, to) >= visualContext {
+				c = lr.cuts[i]
+				break
+			}
+		}
+		from, init = c.time, c.states
 		note = fmt.Sprintf("op %d cannot be linearized", km.ops[lr.failed].id)
 	} else {
 		from, to = -1, prefixCut(km.ops, visualMaxOps)
@@ -102,7 +113,7 @@ func Visualize(w io.Writer, h *history.History, key string, opts *Options) error
 		}
 	}
 	model := registerModel(km.values, init)
-	_, info := porcupine.CheckOperationsVerbose(model, pops, o.Timeout)
+	_, info := porcupine.CheckOperationsVerbose(model, pops, o.VisualizeTimeout)
 
 	var notes []porcupine.Annotation
 	for _, ev := range h.Events {
@@ -130,6 +141,21 @@ func Visualize(w io.Writer, h *history.History, key string, opts *Options) error
 	}
 	info.AddAnnotations(notes)
 	return porcupine.Visualize(model, info, w)
+}
+
+// visualContext is how many operations Visualize tries to draw before the
+// failure of an Illegal key.
+const visualContext = 20
+
+// calledIn counts the ops called in (from, to].
+func calledIn(ops []mop, from, to int64) int {
+	n := 0
+	for _, m := range ops {
+		if m.call > from && m.call <= to {
+			n++
+		}
+	}
+	return n
 }
 
 // prefixCut returns the time of the first quiescent point after limit ops
