@@ -75,9 +75,9 @@ func porcupineVerdict(ops []*history.Op) porcupine.CheckResult {
 	return porcupine.CheckOperationsTimeout(refModel, pops, 0)
 }
 
-// corrupt changes one OK read of h to return another value: one written to
-// the key, one never written, or "absent". The result may or may not still
-// be linearizable.
+// corrupt changes h a little: one OK read returns another value (one written
+// to the key, one never written, or "absent") or ran later, or one write's
+// outcome is misreported. The result may or may not still be linearizable.
 func corrupt(t *rapid.T, h *history.History) {
 	var reads []int
 	for i, op := range h.Ops {
@@ -95,7 +95,7 @@ func corrupt(t *rapid.T, h *history.History) {
 			values = append(values, w.Value)
 		}
 	}
-	switch rapid.IntRange(0, 2).Draw(t, "how") {
+	switch rapid.IntRange(0, 4).Draw(t, "how") {
 	case 0:
 		if len(values) > 0 {
 			op.Out, op.Found = rapid.SampledFrom(values).Draw(t, "value"), true
@@ -104,6 +104,24 @@ func corrupt(t *rapid.T, h *history.History) {
 		op.Out, op.Found = "", false
 	case 2:
 		op.Out, op.Found = "never-written", true
+	case 3:
+		// The read happened later than recorded.
+		d := rapid.Int64Range(1, 50).Draw(t, "shift")
+		op.Call, op.Return, op.Group = op.Call+d, op.Return+d, 0
+		op.Kind = history.Get
+	case 4:
+		// Some write's outcome is misreported.
+		var writes []int
+		for i, w := range h.Ops {
+			if w.Kind.IsWrite() {
+				writes = append(writes, i)
+			}
+		}
+		if len(writes) > 0 {
+			w := &h.Ops[rapid.SampledFrom(writes).Draw(t, "write")]
+			w.Outcome = rapid.SampledFrom([]history.Outcome{history.OK, history.Failed, history.Unknown}).Draw(t, "outcome")
+			w.Conflict = w.Kind == history.CAS && w.Outcome == history.OK && rapid.Bool().Draw(t, "conflict")
+		}
 	}
 }
 
