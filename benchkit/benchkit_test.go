@@ -267,3 +267,19 @@ func TestMainUsage(t *testing.T) {
 		t.Errorf("Main(-h) = %v, usage %q", err, errb.String())
 	}
 }
+
+func TestRatioPaired(t *testing.T) {
+	// The neighbours slowed pass 2 down for both rows: the paired ratio
+	// sees 0.9 in every pass, the ratio of the medians does not.
+	a := Result{OpsPerSec: 900, PassOpsPerSec: []float64{900, 90, 1800}}
+	b := Result{OpsPerSec: 1000, PassOpsPerSec: []float64{1000, 100, 2000}}
+	if got := Ratio(a, b); got < 0.8999 || got > 0.9001 {
+		t.Errorf("Ratio = %v, want 0.9", got)
+	}
+	if got := Ratio(Result{OpsPerSec: 50}, Result{OpsPerSec: 100}); got != 0.5 {
+		t.Errorf("Ratio without passes = %v, want 0.5", got)
+	}
+	if got := Ratio(Result{OpsPerSec: 50}, Result{}); got != 0 {
+		t.Errorf("Ratio to nothing = %v, want 0", got)
+	}
+}

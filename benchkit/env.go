@@ -134,7 +134,9 @@ func NewEnv(ctx context.Context, opts *EnvOptions) (_ *Env, err error) {
 		e.dbDesc = "SQLite " + path
 		e.OnClose(e.DB.Close)
 	case o.DB == "postgres":
-		c, err := memtest.StartPostgres(ctx, filepath.Join(dir, "pg"))
+		// A directory of its own: the server runs as the postgres user,
+		// who cannot enter the run's (root-only) temporary directory.
+		c, err := memtest.StartPostgres(ctx, "")
 		if err != nil {
 			return nil, err
 		}

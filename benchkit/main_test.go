@@ -15,7 +15,7 @@ import (
 func TestMainRuns(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	args := []string{"--duration", "30ms", "--goroutines", "1,4", "--callers", "12", "--cold-keys", "2", "--miss-keys", "300", "--json", "--out", dir, "-q"}
+	args := []string{"--duration", "30ms", "--goroutines", "2", "--count", "2", "--callers", "12", "--cold-keys", "2", "--miss-keys", "300", "--json", "--out", dir, "-q"}
 	if err := benchkit.Main(t.Context(), args, &out, &errb); err != nil {
 		t.Fatalf("Main: %v\n%s", err, errb.String())
 	}

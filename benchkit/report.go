@@ -118,7 +118,7 @@ func Checks(results []Result) []Check {
 		rb, fb := by[b]
 		c := Check{Name: name, Target: fmt.Sprintf("target ≥ %.2f×", target), Status: Unknown, Got: "-"}
 		if ok(ra, fa) && ok(rb, fb) {
-			v := ra.OpsPerSec / rb.OpsPerSec
+			v := Ratio(ra, rb)
 			c.Got = fmt.Sprintf("%.2f×", v)
 			c.Status = status(v >= target)
 		}

@@ -50,7 +50,10 @@ func SubjectRows(env *Env, s Subject) []Row {
 	val := env.Value()
 	hot := keys("hot-", o.HotKeys)
 	set := keys("set-", o.HotKeys)
-	cold := keys("cold-", o.ColdKeys)
+	// Each measurement of the stampede row needs keys nobody has read:
+	// Settle seeds the next generation.
+	coldGen := 0
+	cold := keys("cold-0-", o.ColdKeys)
 
 	var (
 		once  sync.Once
@@ -126,6 +129,11 @@ func SubjectRows(env *Env, s Subject) []Row {
 			},
 			Op: func(ctx context.Context, worker, round int) error {
 				return want(inst[worker%2].Get(ctx, cold[round]))
+			},
+			Settle: func(ctx context.Context) error {
+				coldGen++
+				cold = keys("cold-"+strconv.Itoa(coldGen)+"-", o.ColdKeys)
+				return seedCold(ctx, cold)
 			},
 		},
 	}

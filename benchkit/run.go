@@ -123,9 +123,13 @@ type Result struct {
 	DBLoadsPerKey    float64 `json:"db_loads_per_key,omitempty"`
 	MaxDBLoadsPerKey int64   `json:"db_loads_per_key_max,omitempty"`
 	// Baseline is the raw row RatioToRaw compares with, at the same
-	// goroutine count; RatioToRaw is OpsPerSec divided by its OpsPerSec.
+	// goroutine count. RatioToRaw is OpsPerSec divided by the baseline's;
+	// with Options.Count > 1, the median of that ratio over the passes,
+	// each pass's two measurements having run a few seconds apart.
 	Baseline   string  `json:"baseline,omitempty"`
 	RatioToRaw float64 `json:"ratio_to_raw,omitempty"`
+	// PassOpsPerSec is the ops/s of each pass, when Options.Count > 1.
+	PassOpsPerSec []float64 `json:"pass_ops_per_sec,omitempty"`
 	// Err is the first error: of Setup (then nothing was measured), or of
 	// an operation (see Errors).
 	Err string `json:"error,omitempty"`
@@ -204,7 +208,13 @@ func Run(ctx context.Context, rows []Row, opts Options) []Result {
 		case setupErr[c.row] != nil:
 			out = append(out, Result{Name: r.Name, Kind: r.Kind, Goroutines: c.g, Err: "setup: " + setupErr[c.row].Error()})
 		case len(c.runs) > 0:
-			out = append(out, median(c.runs))
+			m := median(c.runs)
+			if len(c.runs) > 1 {
+				for _, r := range c.runs {
+					m.PassOpsPerSec = append(m.PassOpsPerSec, r.OpsPerSec)
+				}
+			}
+			out = append(out, m)
 		}
 	}
 	fillRatios(out, rows)
@@ -244,9 +254,9 @@ func fillRatios(res []Result, rows []Row) {
 		name string
 		g    int
 	}
-	ops := make(map[at]float64, len(res))
+	byName := make(map[at]Result, len(res))
 	for _, r := range res {
-		ops[at{r.Name, r.Goroutines}] = r.OpsPerSec
+		byName[at{r.Name, r.Goroutines}] = r
 	}
 	for i := range res {
 		b := baseline[res[i].Name]
@@ -254,10 +264,35 @@ func fillRatios(res []Result, rows []Row) {
 			continue
 		}
 		res[i].Baseline = b
-		if base := ops[at{b, res[i].Goroutines}]; base > 0 {
-			res[i].RatioToRaw = res[i].OpsPerSec / base
+		if base, ok := byName[at{b, res[i].Goroutines}]; ok {
+			res[i].RatioToRaw = Ratio(res[i], base)
 		}
 	}
+}
+
+// Ratio returns a's ops/s divided by b's: the median of the per-pass
+// ratios when both ran the same passes, which cancels noise that drifts
+// over a run better than the ratio of the medians. Zero if b has none.
+func Ratio(a, b Result) float64 {
+	if n := len(a.PassOpsPerSec); n > 1 && n == len(b.PassOpsPerSec) {
+		rs := make([]float64, 0, n)
+		for i := range n {
+			if b.PassOpsPerSec[i] > 0 {
+				rs = append(rs, a.PassOpsPerSec[i]/b.PassOpsPerSec[i])
+			}
+		}
+		if len(rs) > 0 {
+			slices.Sort(rs)
+			if len(rs)%2 == 1 {
+				return rs[len(rs)/2]
+			}
+			return (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
+		}
+	}
+	if b.OpsPerSec <= 0 {
+		return 0
+	}
+	return a.OpsPerSec / b.OpsPerSec
 }
 
 // worker is one goroutine's tally; padded apart so workers do not share
