@@ -189,6 +189,9 @@ type KeyResult struct {
 	Steps       int64 `json:"steps"`
 	// Elapsed is the search's wall-clock time.
 	Elapsed time.Duration `json:"elapsed_ns"`
+	// Anomalies counts the explainers' findings on the key (filled in by
+	// All).
+	Anomalies int `json:"anomalies"`
 }
 
 // LinearizabilityResult is the per-key linearizability check of a history.
@@ -426,6 +429,7 @@ func reconcile(kr *KeyResult, counts map[AnomalyKind]int) {
 	for _, c := range counts {
 		n += c
 	}
+	kr.Anomalies = n
 	if n == 0 {
 		return
 	}

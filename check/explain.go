@@ -1,8 +1,11 @@
 package check
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/memstore/memstore/history"
@@ -66,17 +69,20 @@ func Explain(h *history.History, opts *Options) ([]Anomaly, map[AnomalyKind]int)
 	return all, counts
 }
 
-// writersByValue maps each written value to the set and CAS ops that wrote
-// it, on any key.
-func writersByValue(h *history.History) map[string][]*history.Op {
-	w := make(map[string][]*history.Op)
-	for i := range h.Ops {
-		op := &h.Ops[i]
-		if op.Kind == history.Set || op.Kind == history.CAS {
-			w[op.Value] = append(w[op.Value], op)
+// writersByValue returns a function that maps each written value to the set
+// and CAS ops that wrote it, on any key. The map is built on first use and
+// the function is safe for concurrent use.
+func writersByValue(h *history.History) func() map[string][]*history.Op {
+	return sync.OnceValue(func() map[string][]*history.Op {
+		w := make(map[string][]*history.Op)
+		for i := range h.Ops {
+			op := &h.Ops[i]
+			if op.Kind == history.Set || op.Kind == history.CAS {
+				w[op.Value] = append(w[op.Value], op)
+			}
 		}
-	}
-	return w
+		return w
+	})
 }
 
 // evidence proves that a write (write) took effect no later than before:
@@ -96,7 +102,7 @@ type evidenceIndex struct {
 }
 
 func newEvidenceIndex(ev []evidence) evidenceIndex {
-	sort.Slice(ev, func(i, j int) bool { return ev[i].before < ev[j].before })
+	slices.SortFunc(ev, func(a, b evidence) int { return cmp.Compare(a.before, b.before) })
 	best := make([]int, len(ev))
 	for i := range ev {
 		best[i] = i
@@ -125,7 +131,8 @@ type clientID [2]int
 func clientOf(op *history.Op) clientID { return clientID{op.Process, op.Client} }
 
 // explainKey finds the anomalies of one key. ops are the key's ops; writers
-// maps values to their writers on every key.
+// maps values to their writers on every key (called only when a read
+// returns a value never written to its key).
 //
 // Every rule below derives a contradiction from real-time order alone
 // (a.Return < b.Call means a takes effect before b), so each is sound:
@@ -144,7 +151,7 @@ func clientOf(op *history.Op) clientID { return clientID{op.Process, op.Client} 
 //
 // A stale read whose newer write nobody ever saw is reported as a lost write;
 // one proven by the same client's earlier read as a non-monotonic read.
-func explainKey(key string, ops []*history.Op, writers map[string][]*history.Op, maxPerKind int) ([]Anomaly, map[AnomalyKind]int) {
+func explainKey(key string, ops []*history.Op, writers func() map[string][]*history.Op, maxPerKind int) ([]Anomaly, map[AnomalyKind]int) {
 	local := make(map[string]*history.Op) // value -> its writer on this key
 	observed := make(map[string]bool)     // values some OK read returned
 	var reads []*history.Op
@@ -197,7 +204,7 @@ func explainKey(key string, ops []*history.Op, writers map[string][]*history.Op,
 	for c, ev := range byClient {
 		clientIdx[c] = newEvidenceIndex(ev)
 	}
-	sort.Slice(dels, func(i, j int) bool { return dels[i].call < dels[j].call })
+	slices.SortFunc(dels, func(a, b del) int { return cmp.Compare(a.call, b.call) })
 	delMaxRet := make([]int64, len(dels))
 	for i, d := range dels {
 		delMaxRet[i] = d.ret
@@ -220,7 +227,7 @@ func explainKey(key string, ops []*history.Op, writers map[string][]*history.Op,
 			out = append(out, Anomaly{Kind: kind, Key: key, Ops: ids, Explanation: fmt.Sprintf(format, args...)})
 		}
 	}
-	sort.SliceStable(reads, func(i, j int) bool { return reads[i].Call < reads[j].Call })
+	slices.SortStableFunc(reads, func(a, b *history.Op) int { return cmp.Compare(a.Call, b.Call) })
 	for _, r := range reads {
 		if !r.Found {
 			explainAbsent(r, presentIdx, readIdx, clientIdx[clientOf(r)], observed, deleteBetween, report)
@@ -230,7 +237,7 @@ func explainKey(key string, ops []*history.Op, writers map[string][]*history.Op,
 		switch {
 		case w1 == nil:
 			elsewhere := ""
-			for _, w := range writers[r.Out] {
+			for _, w := range writers()[r.Out] {
 				elsewhere = fmt.Sprintf(" (op %d wrote it to key %q)", w.ID, w.Key)
 				break
 			}
@@ -273,7 +280,7 @@ func explainKey(key string, ops []*history.Op, writers map[string][]*history.Op,
 				r.ID, opWords(r), r.Out, w1.ID, opWords(w1), e.read.ID, opWords(e.read), r.ID, e.read.Out, e.write.ID, opWords(e.write), w1.ID)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return readOf(out[i]) < readOf(out[j]) })
+	slices.SortStableFunc(out, func(a, b Anomaly) int { return cmp.Compare(readOf(a), readOf(b)) })
 	return out, counts
 }
 

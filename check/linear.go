@@ -1,9 +1,10 @@
 package check
 
 import (
+	"cmp"
 	"fmt"
 	"math/bits"
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -173,15 +174,17 @@ func linearize(km *keyModel, lim limits) linResult {
 	}
 	// Calls before returns at equal times: intervals are closed, so an op
 	// that returns at t is concurrent with one called at t.
-	sort.Slice(events, func(a, b int) bool {
-		ea, eb := events[a], events[b]
-		if ea.t != eb.t {
-			return ea.t < eb.t
+	slices.SortFunc(events, func(a, b event) int {
+		if a.t != b.t {
+			return cmp.Compare(a.t, b.t)
 		}
-		if ea.ret != eb.ret {
-			return !ea.ret
+		if a.ret != b.ret {
+			if a.ret {
+				return 1
+			}
+			return -1
 		}
-		return ea.i < eb.i
+		return cmp.Compare(a.i, b.i)
 	})
 	for _, ev := range events {
 		var ok bool
@@ -211,7 +214,7 @@ func linearize(km *keyModel, lim limits) linResult {
 						c.states = append(c.states, k.state)
 					}
 				}
-				sort.Slice(c.states, func(a, b int) bool { return c.states[a] < c.states[b] })
+				slices.Sort(c.states)
 				if len(s.res.cuts) == maxCuts {
 					s.res.cuts = append(s.res.cuts[:0], s.res.cuts[1:]...)
 				}

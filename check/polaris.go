@@ -1,6 +1,8 @@
 package check
 
 import (
+	"cmp"
+	"slices"
 	"sort"
 	"time"
 
@@ -127,9 +129,9 @@ func polarisKey(ops []*history.Op) []writeLag {
 			}
 		}
 	}
-	sort.SliceStable(writes, func(i, j int) bool { return writes[i].call < writes[j].call })
-	sort.SliceStable(reads, func(i, j int) bool { return reads[i].Call < reads[j].Call })
-	sort.Slice(unknownDeleteCalls, func(i, j int) bool { return unknownDeleteCalls[i] < unknownDeleteCalls[j] })
+	slices.SortStableFunc(writes, func(a, b write) int { return cmp.Compare(a.call, b.call) })
+	slices.SortStableFunc(reads, func(a, b *history.Op) int { return cmp.Compare(a.Call, b.Call) })
+	slices.Sort(unknownDeleteCalls)
 
 	var lags []writeLag
 	prevMaxRet := int64(-1) // latest return of the writes before i
