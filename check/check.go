@@ -316,7 +316,8 @@ func describe(ops []*history.Op, id int) string {
 }
 
 // Linearizability checks every key of h for linearizability of a register,
-// in parallel, each within the bounds of opts. opts may be nil.
+// in parallel, each within the bounds of opts. h must be valid (see
+// history.History.Validate; All checks that first). opts may be nil.
 func Linearizability(h *history.History, opts *Options) LinearizabilityResult {
 	o := opts.withDefaults()
 	keys, byKey := keyOps(h)

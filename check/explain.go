@@ -47,7 +47,8 @@ type Anomaly struct {
 
 // Explain runs the explainers on every key of h. It returns the anomalies
 // listed (at most Options.MaxAnomaliesPerKey per key and kind) and the count
-// of all anomalies found, by kind. opts may be nil.
+// of all anomalies found, by kind. h must be valid (see
+// history.History.Validate). opts may be nil.
 //
 // The explainers are sound: each anomaly is a pattern that no linearizable
 // history contains, so they never raise a false alarm. They are not

@@ -54,7 +54,7 @@ type writeLag struct {
 }
 
 // Polaris computes the Polaris figure of h at each of deltas (nil: the
-// DefaultPolarisDeltas).
+// DefaultPolarisDeltas). h must be valid (see history.History.Validate).
 func Polaris(h *history.History, deltas []time.Duration) PolarisResult {
 	if deltas == nil {
 		deltas = DefaultPolarisDeltas

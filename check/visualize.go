@@ -38,6 +38,9 @@ const visualMaxOps = 500
 // checker's verdict stands. opts may be nil.
 func Visualize(w io.Writer, h *history.History, key string, opts *Options) error {
 	o := opts.withDefaults()
+	if err := h.Validate(); err != nil {
+		return fmt.Errorf("check: invalid history: %w", err)
+	}
 	var ops []*history.Op
 	for i := range h.Ops {
 		if h.Ops[i].Key == key {
