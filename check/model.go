@@ -66,7 +66,9 @@ type keyModel struct {
 //     linearization with it stays legal with it moved to the very end, where
 //     it changes nothing, and conversely. The exception is a CAS conflict
 //     that could come after it (the conflict might need the write to have
-//     moved the state away); then the write is kept floating, with no return.
+//     moved the state away); then the write is kept floating, with no return,
+//     unless it is a CAS whose expected value no conflict compares with: such
+//     a CAS could only move the state away from a value nobody compares.
 //   - Values that no operation must see (no OK read returned them, no CAS
 //     that must apply expected them, no CAS conflict compared with them) are
 //     merged into one state, bottom: nothing can tell them apart. Floating
@@ -154,6 +156,17 @@ func prepare(ops []*history.Op) keyModel {
 			compared[m.expect] = true
 		}
 	}
+	// A floating unknown CAS can only ever move the state away from the
+	// value it expects; that helps only a conflict comparing with that
+	// value. Without one, "never applies" is always as good: drop it.
+	kept := km.ops[:0]
+	for _, m := range km.ops {
+		if m.kind == mCAS && m.ret == never && !compared[m.expect] {
+			continue
+		}
+		kept = append(kept, m)
+	}
+	km.ops = kept
 	merge := func(v int32) int32 {
 		if v == 0 || km.observers[v] > 0 || compared[v] {
 			return v
