@@ -245,3 +245,27 @@ func TestLinearizableHistoriesPass(t *testing.T) {
 		}
 	})
 }
+
+// TestExplainersAgreeWithSearch: on medium-sized histories, legal or
+// corrupted, the explainers never name an anomaly on a key that the search
+// finds linearizable (All would then report a checker bug).
+func TestExplainersAgreeWithSearch(t *testing.T) {
+	t.Parallel()
+	rapid.Check(t, func(t *rapid.T) {
+		cfg := drawGenConfig(t, 150)
+		cfg.clients = rapid.IntRange(1, 8).Draw(t, "moreClients")
+		h := genHistory(cfg)
+		for n := rapid.IntRange(0, 3).Draw(t, "corruptions"); n > 0; n-- {
+			corrupt(t, h)
+		}
+		if err := h.Validate(); err != nil {
+			t.Fatalf("invalid history: %v", err)
+		}
+		r := All(h, &Options{MaxConfigs: 100000})
+		for _, kr := range r.Linearizability.Keys {
+			if strings.Contains(kr.Reason, "checker bug") {
+				t.Fatalf("key %s: %s\n%+v", kr.Key, kr.Reason, r.Anomalies)
+			}
+		}
+	})
+}
