@@ -33,6 +33,18 @@ func BenchmarkCheck100kOps1kKeys(b *testing.B) {
 	b.ReportMetric(float64(peak), "peak-configs")
 }
 
+// BenchmarkLinearizability100kOps1kKeys is the search alone on one worker,
+// to compare with porcupine below.
+func BenchmarkLinearizability100kOps1kKeys(b *testing.B) {
+	h := benchHistory()
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := Linearizability(h, &Options{Workers: 1}); r.Verdict != Ok {
+			b.Fatalf("verdict %s", r.Verdict)
+		}
+	}
+}
+
 // BenchmarkPorcupine100kOps1kKeys is the baseline: porcupine on the same
 // history with the plain encoding, one key at a time.
 func BenchmarkPorcupine100kOps1kKeys(b *testing.B) {
