@@ -136,9 +136,12 @@ type search struct {
 	floating uint64 // slots held by ops that never return
 	unseen   uint64 // slots held by sets of bottom (absorbable sets)
 	conflict uint64 // slots held by CAS conflicts
-	// hasConflict: the key has CAS conflicts, so a set of bottom may also
-	// have to be visible.
-	hasConflict bool
+	// futureConflicts counts the CAS conflicts not yet called;
+	// futureCompared[v] those among them that compare with state v. While
+	// none can come and none is pending, making the state bottom helps
+	// nothing.
+	futureConflicts int
+	futureCompared  []int32
 	// future[s] counts the ops not yet called that must see state s.
 	future  []int32
 	cfgs    cfgSet
@@ -150,20 +153,26 @@ type search struct {
 func linearize(km *keyModel, lim limits) linResult {
 	n := len(km.ops)
 	s := &search{
-		ops:         km.ops,
-		bottom:      km.bottom,
-		hasConflict: km.hasConflict,
-		lim:         lim,
-		opSlot:      make([]int8, n),
-		called:      make([]bool, n),
-		done:        make([]bool, n),
-		future:      append([]int32(nil), km.observers...),
-		cfgs:        cfgSet{{}: 0},
-		visited:     make(cfgSet),
-		res:         linResult{verdict: Ok, failed: -1, cuts: []cut{{time: -1, states: []int32{0}}}, peak: 1},
+		ops:            km.ops,
+		bottom:         km.bottom,
+		futureCompared: make([]int32, len(km.values)),
+		lim:            lim,
+		opSlot:         make([]int8, n),
+		called:         make([]bool, n),
+		done:           make([]bool, n),
+		future:         append([]int32(nil), km.observers...),
+		cfgs:           cfgSet{{}: 0},
+		visited:        make(cfgSet),
+		res:            linResult{verdict: Ok, failed: -1, cuts: []cut{{time: -1, states: []int32{0}}}, peak: 1},
 	}
 	for i := range s.slotOp {
 		s.slotOp[i] = -1
+	}
+	for _, m := range km.ops {
+		if m.kind == mConflict {
+			s.futureConflicts++
+			s.futureCompared[m.expect]++
+		}
 	}
 	events := make([]event, 0, 2*n)
 	for i, op := range km.ops {
@@ -388,6 +397,8 @@ func (s *search) onCall(i int) bool {
 	}
 	if op.kind == mConflict {
 		s.conflict |= bit
+		s.futureConflicts--
+		s.futureCompared[op.expect]--
 	}
 	s.slotOp[slot] = int32(i)
 	s.opSlot[i] = int8(slot)
@@ -423,12 +434,12 @@ func (s *search) onReturn(i int) bool {
 	for k, pool := range s.cfgs {
 		switch {
 		case k.pend&bit == 0:
-		case k.abs&bit != 0 && !s.hasConflict:
+		case k.abs&bit != 0 && !s.conflictsAhead(k):
 			// Absorbed: placed just before a write already
-			// linearized. Without CAS conflicts, this dominates
-			// every other choice: the other pending ops can still
-			// be linearized later, and making the state bottom
-			// helps no read.
+			// linearized. Unless a CAS conflict is pending or still
+			// to come, this dominates every other choice: the other
+			// pending ops can still be linearized later, and making
+			// the state bottom helps no read.
 			if !s.absorb(k, pool, int(slot)) {
 				return false
 			}
@@ -524,11 +535,11 @@ func (s *search) step(n cfgKey, pool int32, target int) bool {
 		if !s.absorb(n, pool, target) {
 			return false
 		}
-		if !s.hasConflict {
+		if !s.conflictsAhead(n) {
 			return true
 		}
-		// With conflicts, the set may also become visible after more
-		// writes: keep searching.
+		// The set may also become visible after more writes, for a
+		// conflict: keep searching.
 	}
 	if old, seen := s.visited[n]; seen && old >= pool {
 		return true
@@ -539,12 +550,19 @@ func (s *search) step(n cfgKey, pool int32, target int) bool {
 	return s.dfs(n, pool, target)
 }
 
+// conflictsAhead reports whether a CAS conflict is pending in k or still to
+// be called.
+func (s *search) conflictsAhead(k cfgKey) bool {
+	return k.pend&s.conflict != 0 || s.futureConflicts > 0
+}
+
 // absorb finishes the absorbable set of bottom in slot: it was placed just
-// before a write already linearized, where nobody saw it. When the key has
-// CAS conflicts, linearizing it now instead, visibly, is kept as well:
-// bottom satisfies a conflict that the current state does not.
+// before a write already linearized, where nobody saw it. When a CAS
+// conflict that compares with the current state is pending or still to
+// come, linearizing the set now instead, visibly, is kept as well: bottom
+// satisfies that conflict and the current state does not.
 func (s *search) absorb(k cfgKey, pool int32, slot int) bool {
-	if s.hasConflict {
+	if k.pend&s.conflict != 0 || s.futureCompared[k.state] > 0 {
 		if n, ok := s.write(k, slot, s.bottom, false); ok && s.settle(&n) {
 			if !s.add(s.next, n, pool) {
 				return false

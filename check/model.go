@@ -45,8 +45,6 @@ type keyModel struct {
 	// observers[s] counts the ops that must see state s (OK reads of it and
 	// CAS ops that must apply expecting it).
 	observers []int32
-	// hasConflict: some CAS conflict constrains the state.
-	hasConflict bool
 }
 
 // prepare turns one key's ops (ordered by ID) into the register model's
@@ -152,7 +150,6 @@ func prepare(ops []*history.Op) keyModel {
 		case m.kind == mCAS && m.expect != 0 && m.ret != never:
 			km.observers[m.expect]++
 		case m.kind == mConflict:
-			km.hasConflict = true
 			compared[m.expect] = true
 		}
 	}
