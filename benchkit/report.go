@@ -106,7 +106,7 @@ func Checks(results []Result) []Check {
 	seenG := map[int]bool{}
 	for _, r := range results {
 		by[at{r.Name, r.Goroutines}] = r
-		if r.Name == "memstore/get-hit" && !seenG[r.Goroutines] {
+		if (r.Name == "memstore/get-hit" || r.Name == "memstore/set") && !seenG[r.Goroutines] {
 			seenG[r.Goroutines] = true
 			gs = append(gs, r.Goroutines)
 		}
@@ -126,19 +126,20 @@ func Checks(results []Result) []Check {
 	}
 	for _, g := range gs {
 		hit := at{"memstore/get-hit", g}
-		ratio(fmt.Sprintf("memstore/get-hit vs raw/get, g=%d", g), hit, at{"raw/get", g}, 0.85)
-		h, fh := by[hit]
-		r, fr := by[at{"raw/get", g}]
-		c := Check{Name: fmt.Sprintf("memstore/get-hit allocs/op beyond raw/get, g=%d", g), Target: "target ≤ 3", Status: Unknown, Got: "-"}
-		if ok(h, fh) && ok(r, fr) {
-			d := h.AllocsPerOp - r.AllocsPerOp
-			c.Got = fmt.Sprintf("%+.1f", d)
-			c.Status = status(d <= 3.05)
-		}
-		out = append(out, c)
-		for _, p := range results {
-			if p.Kind == KindPeer && p.Goroutines == g && strings.HasSuffix(p.Name, "/get-hit") {
-				ratio(fmt.Sprintf("memstore/get-hit vs %s, g=%d", p.Name, g), hit, at{p.Name, g}, 1)
+		if h, fh := by[hit]; fh {
+			ratio(fmt.Sprintf("memstore/get-hit vs raw/get, g=%d", g), hit, at{"raw/get", g}, 0.85)
+			r, fr := by[at{"raw/get", g}]
+			c := Check{Name: fmt.Sprintf("memstore/get-hit allocs/op beyond raw/get, g=%d", g), Target: "target ≤ 3", Status: Unknown, Got: "-"}
+			if ok(h, fh) && ok(r, fr) {
+				d := h.AllocsPerOp - r.AllocsPerOp
+				c.Got = fmt.Sprintf("%+.1f", d)
+				c.Status = status(d <= 3.05)
+			}
+			out = append(out, c)
+			for _, p := range results {
+				if p.Kind == KindPeer && p.Goroutines == g && strings.HasSuffix(p.Name, "/get-hit") {
+					ratio(fmt.Sprintf("memstore/get-hit vs %s, g=%d", p.Name, g), hit, at{p.Name, g}, 1)
+				}
 			}
 		}
 		if _, found := by[at{"memstore/set", g}]; found {
