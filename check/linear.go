@@ -55,20 +55,71 @@ import (
 // per-return visited set) would exceed limits.maxConfigs. Work is bounded by
 // limits.maxSteps and by a deadline.
 
-// cfgKey is a configuration without its pool count: the register state, the
+// cfgKey is a configuration without its pools: the register state, the
 // pending operations and the absorbable sets among them, as bits of the
 // slots the operations hold.
 type cfgKey struct {
 	pend  uint64
 	abs   uint64 // subset of pend
 	state int32
-	bot   int32 // pooled unknown sets of bottom still available
 }
 
-// cfgSet maps each configuration to the largest number of pooled unknown
-// deletes still available in it. More pooled deletes can do everything fewer
-// can (unused ones never have to apply), so the largest count is enough.
-type cfgSet map[cfgKey]int32
+// pools counts the pooled unknown ops still available in a configuration:
+// deletes, and sets of bottom.
+type pools struct {
+	del, bot int32
+}
+
+// covers reports whether a can do everything b can: more pooled ops never
+// hurt, since unused ones never have to apply.
+func (a pools) covers(b pools) bool { return a.del >= b.del && a.bot >= b.bot }
+
+// frontier is the set of pools, none covering another, that reach one
+// cfgKey. It almost always holds one.
+type frontier struct {
+	first pools
+	rest  []pools
+}
+
+func (f *frontier) covers(p pools) bool {
+	if f.first.covers(p) {
+		return true
+	}
+	for _, q := range f.rest {
+		if q.covers(p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *frontier) each(fn func(p pools) bool) bool {
+	if !fn(f.first) {
+		return false
+	}
+	for _, q := range f.rest {
+		if !fn(q) {
+			return false
+		}
+	}
+	return true
+}
+
+// cfgSet is a set of configurations; n counts them (keys times pools).
+type cfgSet struct {
+	m map[cfgKey]frontier
+	n int
+}
+
+// each calls fn for every configuration, until fn returns false.
+func (c *cfgSet) each(fn func(k cfgKey, p pools) bool) bool {
+	for k, f := range c.m {
+		if !f.each(func(p pools) bool { return fn(k, p) }) {
+			return false
+		}
+	}
+	return true
+}
 
 // limits bound one key's search.
 type limits struct {
@@ -144,9 +195,9 @@ type search struct {
 	futureCompared  []int32
 	// future[s] counts the ops not yet called that must see state s.
 	future  []int32
-	cfgs    cfgSet
-	next    cfgSet
-	visited cfgSet
+	cfgs    *cfgSet
+	next    *cfgSet
+	visited *cfgSet
 	res     linResult
 }
 
@@ -161,8 +212,9 @@ func linearize(km *keyModel, lim limits) linResult {
 		called:         make([]bool, n),
 		done:           make([]bool, n),
 		future:         append([]int32(nil), km.observers...),
-		cfgs:           cfgSet{{}: 0},
-		visited:        make(cfgSet),
+		cfgs:           &cfgSet{m: map[cfgKey]frontier{{}: {}}, n: 1},
+		next:           &cfgSet{m: make(map[cfgKey]frontier)},
+		visited:        &cfgSet{m: make(map[cfgKey]frontier)},
 		res:            linResult{verdict: Ok, failed: -1, cuts: []cut{{time: -1, states: []int32{0}}}, peak: 1},
 	}
 	for i := range s.slotOp {
@@ -205,7 +257,7 @@ func linearize(km *keyModel, lim limits) linResult {
 		if !ok {
 			return s.res
 		}
-		if len(s.cfgs) == 0 {
+		if s.cfgs.n == 0 {
 			s.res.verdict = Illegal
 			s.res.lookahead = !s.lim.noLookahead
 			s.res.failed = int(ev.i)
@@ -217,7 +269,7 @@ func linearize(km *keyModel, lim limits) linResult {
 			if s.lim.wantCutInfo {
 				c := cut{time: ev.t}
 				seen := make(map[int32]bool)
-				for k := range s.cfgs {
+				for k := range s.cfgs.m {
 					if !seen[k.state] {
 						seen[k.state] = true
 						c.states = append(c.states, k.state)
@@ -251,31 +303,49 @@ func (s *search) tick() bool {
 	return true
 }
 
-// add puts k into set, counting it against the memory bound.
-func (s *search) add(set cfgSet, k cfgKey, pool int32) bool {
-	if old, ok := set[k]; ok {
-		if pool > old {
-			set[k] = pool
+// add puts configuration (k, p) into set unless set already holds one that
+// covers it, dropping those it covers, and counts it against the memory
+// bound.
+func (s *search) add(set *cfgSet, k cfgKey, p pools) bool {
+	f, ok := set.m[k]
+	if ok {
+		if f.covers(p) {
+			return true
 		}
-		return true
+		var keep []pools
+		f.each(func(q pools) bool {
+			if !p.covers(q) {
+				keep = append(keep, q)
+			}
+			return true
+		})
+		set.n -= 1 + len(f.rest) - len(keep)
+		f = frontier{first: p}
+		if len(keep) > 0 {
+			f.rest = keep
+		}
+	} else {
+		f = frontier{first: p}
 	}
-	live := len(s.cfgs) + len(s.next) + len(s.visited) + 1
+	live := s.cfgs.n + s.next.n + s.visited.n + 1
 	if live > s.lim.maxConfigs {
 		return s.stop(CauseConfigs, fmt.Sprintf("the search needed more than %d configurations at once (MaxConfigs)", s.lim.maxConfigs))
 	}
 	s.res.peak = max(s.res.peak, live)
-	set[k] = pool
+	set.m[k] = f
+	set.n++
 	return true
 }
 
-// fresh returns an empty set, reusing m unless it grew large (clearing a
-// large map costs its capacity, on every event).
-func fresh(m cfgSet) cfgSet {
-	if m == nil || len(m) > 1024 {
-		return make(cfgSet)
+// fresh empties c, reusing its map unless it grew large (clearing a large
+// map costs its capacity, on every event).
+func fresh(c *cfgSet) {
+	if len(c.m) > 1024 {
+		c.m = make(map[cfgKey]frontier)
+	} else {
+		clear(c.m)
 	}
-	clear(m)
-	return m
+	c.n = 0
 }
 
 // hopeless reports whether the pending read or CAS op can never become
@@ -366,21 +436,25 @@ func (s *search) onCall(i int) bool {
 	case op.kind == mCAS && op.expect != 0 && op.ret != never:
 		s.future[op.expect]--
 	}
-	switch op.kind {
-	case mPool:
-		for k := range s.cfgs {
-			s.cfgs[k]++
-		}
-		return true
-	case mPoolBottom:
-		s.next = fresh(s.next)
-		for k, pool := range s.cfgs {
-			k.bot++
-			if !s.add(s.next, k, pool) {
-				return false
+	if op.kind == mPool || op.kind == mPoolBottom {
+		// One more pooled op everywhere: the frontiers stay frontiers.
+		inc := func(p *pools) {
+			if op.kind == mPool {
+				p.del++
+			} else {
+				p.bot++
 			}
 		}
-		s.cfgs, s.next = s.next, s.cfgs
+		for k, f := range s.cfgs.m {
+			inc(&f.first)
+			if len(f.rest) > 0 {
+				f.rest = append([]pools(nil), f.rest...)
+				for i := range f.rest {
+					inc(&f.rest[i])
+				}
+			}
+			s.cfgs.m[k] = f
+		}
 		return true
 	}
 	slot := bits.TrailingZeros64(^s.inUse)
@@ -404,8 +478,8 @@ func (s *search) onCall(i int) bool {
 	s.opSlot[i] = int8(slot)
 	s.res.maxPend = max(s.res.maxPend, bits.OnesCount64(s.inUse))
 
-	s.next = fresh(s.next)
-	for k, pool := range s.cfgs {
+	fresh(s.next)
+	ok := s.cfgs.each(func(k cfgKey, p pools) bool {
 		if !s.tick() {
 			return false
 		}
@@ -415,13 +489,14 @@ func (s *search) onCall(i int) bool {
 			k.pend &^= bit
 		case s.hopeless(k, op):
 			if op.ret != never {
-				continue
+				return true
 			}
 			k.pend &^= bit
 		}
-		if !s.add(s.next, k, pool) {
-			return false
-		}
+		return s.add(s.next, k, p)
+	})
+	if !ok {
+		return false
 	}
 	s.cfgs, s.next = s.next, s.cfgs
 	return true
@@ -430,8 +505,8 @@ func (s *search) onCall(i int) bool {
 func (s *search) onReturn(i int) bool {
 	slot := s.opSlot[i]
 	bit := uint64(1) << uint(slot)
-	s.next = fresh(s.next)
-	for k, pool := range s.cfgs {
+	fresh(s.next)
+	ok := s.cfgs.each(func(k cfgKey, pool pools) bool {
 		switch {
 		case k.pend&bit == 0:
 		case k.abs&bit != 0 && !s.conflictsAhead(k):
@@ -440,22 +515,17 @@ func (s *search) onReturn(i int) bool {
 			// to come, this dominates every other choice: the other
 			// pending ops can still be linearized later, and making
 			// the state bottom helps no read.
-			if !s.absorb(k, pool, int(slot)) {
-				return false
-			}
-			continue
+			return s.absorb(k, pool, int(slot))
 		default:
 			if k.abs&bit != 0 && !s.absorb(k, pool, int(slot)) {
 				return false
 			}
-			if !s.dfs(k, pool, int(slot)) {
-				return false
-			}
-			continue
+			return s.dfs(k, pool, int(slot))
 		}
-		if !s.add(s.next, k, pool) {
-			return false
-		}
+		return s.add(s.next, k, pool)
+	})
+	if !ok {
+		return false
 	}
 	s.done[i] = true
 	s.inUse &^= bit
@@ -463,7 +533,7 @@ func (s *search) onReturn(i int) bool {
 	s.conflict &^= bit
 	s.slotOp[slot] = -1
 	s.cfgs, s.next = s.next, s.cfgs
-	s.visited = fresh(s.visited)
+	fresh(s.visited)
 	if s.floating != 0 {
 		s.freeFloating()
 	}
@@ -472,7 +542,7 @@ func (s *search) onReturn(i int) bool {
 
 // dfs extends k by linearizing pending writes (and pooled ops) until the op
 // in slot target is linearized, adding each such configuration to s.next.
-func (s *search) dfs(k cfgKey, pool int32, target int) bool {
+func (s *search) dfs(k cfgKey, pool pools, target int) bool {
 	bit := uint64(1) << target
 	if !s.tick() {
 		return false
@@ -507,23 +577,20 @@ func (s *search) dfs(k cfgKey, pool int32, target int) bool {
 		}
 	}
 	// A pooled delete changes the state, or absorbs pending sets of bottom.
-	if pool > 0 && (k.state != 0 || k.pend&s.unseen&^k.abs != 0) {
-		if n, ok := s.write(k, -1, 0, false); ok && !s.step(n, pool-1, target) {
+	if pool.del > 0 && (k.state != 0 || k.pend&s.unseen&^k.abs != 0) {
+		if n, ok := s.write(k, -1, 0, false); ok && !s.step(n, pools{pool.del - 1, pool.bot}, target) {
 			return false
 		}
 	}
-	if k.bot > 0 && wantBottom {
-		if n, ok := s.write(k, -1, s.bottom, false); ok {
-			n.bot--
-			if !s.step(n, pool, target) {
-				return false
-			}
+	if pool.bot > 0 && wantBottom {
+		if n, ok := s.write(k, -1, s.bottom, false); ok && !s.step(n, pools{pool.del, pool.bot - 1}, target) {
+			return false
 		}
 	}
 	return true
 }
 
-func (s *search) step(n cfgKey, pool int32, target int) bool {
+func (s *search) step(n cfgKey, pool pools, target int) bool {
 	bit := uint64(1) << target
 	if !s.settle(&n) {
 		return true // dead end
@@ -541,7 +608,7 @@ func (s *search) step(n cfgKey, pool int32, target int) bool {
 		// The set may also become visible after more writes, for a
 		// conflict: keep searching.
 	}
-	if old, seen := s.visited[n]; seen && old >= pool {
+	if f, seen := s.visited.m[n]; seen && f.covers(pool) {
 		return true
 	}
 	if !s.add(s.visited, n, pool) {
@@ -561,7 +628,7 @@ func (s *search) conflictsAhead(k cfgKey) bool {
 // conflict that compares with the current state is pending or still to
 // come, linearizing the set now instead, visibly, is kept as well: bottom
 // satisfies that conflict and the current state does not.
-func (s *search) absorb(k cfgKey, pool int32, slot int) bool {
+func (s *search) absorb(k cfgKey, pool pools, slot int) bool {
 	if k.pend&s.conflict != 0 || s.futureCompared[k.state] > 0 {
 		if n, ok := s.write(k, slot, s.bottom, false); ok && s.settle(&n) {
 			if !s.add(s.next, n, pool) {
@@ -578,7 +645,7 @@ func (s *search) absorb(k cfgKey, pool int32, slot int) bool {
 // configuration has linearized.
 func (s *search) freeFloating() {
 	var union uint64
-	for k := range s.cfgs {
+	for k := range s.cfgs.m {
 		union |= k.pend
 	}
 	for f := s.floating &^ union; f != 0; f &= f - 1 {
