@@ -53,7 +53,7 @@ const (
 // Defaults of Options.
 const (
 	DefaultTimeout            = time.Minute
-	DefaultMaxConfigs         = 1 << 20
+	DefaultMaxConfigs         = 1 << 19
 	DefaultMaxSteps           = 1 << 28
 	DefaultMaxConcurrency     = 64
 	DefaultMaxAnomaliesPerKey = 10
@@ -72,11 +72,11 @@ type Options struct {
 	// time. Default DefaultTimeout (1 minute).
 	Timeout time.Duration
 	// MaxConfigs bounds the memory of one key's search: the number of
-	// configurations it may hold at once. Each costs up to about 150 bytes
+	// configurations it may hold at once. Each costs up to about 200 bytes
 	// of heap (map overhead and garbage included; measured), and each
 	// worker searches one key at a time, so the searches need at most about
-	// Workers × MaxConfigs × 150 bytes. Default DefaultMaxConfigs (2^20,
-	// some 150 MiB per worker).
+	// Workers × MaxConfigs × 200 bytes. Default DefaultMaxConfigs (2^19,
+	// some 100 MiB per worker).
 	MaxConfigs int
 	// MaxSteps bounds the work of one key's search, in configurations
 	// visited (about a microsecond each). Default DefaultMaxSteps (2^28;

@@ -21,7 +21,7 @@
 // events, so a quiescent point carries exactly the set of possible states
 // into the rest of the history. It stops with Unknown, naming the Cause,
 // when that set outgrows Options.MaxConfigs (the memory bound: at most about
-// 150 bytes per configuration per worker), when its work passes
+// 200 bytes per configuration per worker), when its work passes
 // Options.MaxSteps, when more than Options.MaxConcurrency operations are
 // pending at once, or when Options.Timeout runs out. Unknown is inconclusive
 // and never a pass. Keys are checked in parallel, Options.Workers at a time.
