@@ -26,8 +26,8 @@
 //
 // [Postgres] gives the test a fresh, empty database on one throwaway
 // PostgreSQL cluster per test binary (initdb into a temporary directory,
-// unix socket only, fsync off), created from an empty template in about
-// 50 ms and dropped when the test ends. Packages that use it must stop the
+// unix socket only, fsync off), created from an empty template (about
+// 0.1 s of CPU) and dropped when the test ends. Packages that use it must stop the
 // cluster when the test binary ends, from TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(memtest.Main(m)) }

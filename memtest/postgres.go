@@ -105,8 +105,8 @@ func Postgres(t testing.TB) *PostgresDB {
 	return db
 }
 
-// The test binary's cluster: one per process, because initdb costs about a
-// second and a database from a template about 50 ms. Go has no hook at the
+// The test binary's cluster: one per process, because a cluster costs a
+// second or more to start and a database from a template about 0.1 s. Go has no hook at the
 // end of a test binary, so Main stops it; if Main is not called, the kernel
 // kills the server when the binary exits and the next binary that starts a
 // cluster removes the directory.
