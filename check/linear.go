@@ -45,6 +45,13 @@ import (
 //     one is linearized at its return, leaving the state bottom. Sets of
 //     bottom are linearized on their own only to serve a pending CAS
 //     conflict (which bottom satisfies).
+//   - Pools: unknown deletes, and unknown sets of bottom, are
+//     interchangeable once called, so a configuration only counts how many
+//     of each it may still apply; of two configurations that differ only
+//     in those counts, the one with at least as many of both is kept.
+//   - Floating writes: other unknown writes that nobody observed (kept only
+//     because a CAS conflict might need the state moved) are applied only
+//     while a conflict is pending; until then, waiting is as good.
 //
 // At a quiescent point (nothing pending) the set is exactly the set of
 // states the register can be in, which is what carries one segment of the
