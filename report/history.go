@@ -6,17 +6,20 @@ import (
 
 	"github.com/memstore/memstore/check"
 	"github.com/memstore/memstore/history"
+	"github.com/memstore/memstore/strategies"
 	"github.com/memstore/memstore/verify"
 )
 
 // FromHistory makes a Result of a history recorded elsewhere and the
 // checker's report on it, so that it reads like a run's: the operations
 // counted, latency per kind and per 100ms bucket, and the fault windows.
-// Such a history carries no expectation, so it is expected to pass.
+// The expectation is that of the store the header names when it is one
+// of the bundled stores (a known-bad one is expected to be caught), else
+// to pass.
 func FromHistory(h *history.History, rep *check.Report) *verify.Result {
 	r := &verify.Result{
 		Store:      h.Header.Store,
-		ExpectPass: true,
+		ExpectPass: expectPass(h.Header.Store),
 		Seed:       h.Header.Seed,
 		History:    h,
 		Report:     rep,
@@ -34,6 +37,14 @@ func FromHistory(h *history.History, rep *check.Report) *verify.Result {
 	}
 	r.Latency, r.Series = series(h)
 	return r
+}
+
+func expectPass(store string) bool {
+	if store == strategies.DBOnly().Name {
+		return true
+	}
+	f, err := strategies.Lookup(store)
+	return err != nil || f.ExpectPass
 }
 
 // series summarizes the latency of the history's operations (final reads

@@ -14,14 +14,18 @@ import (
 type Document struct {
 	// OK is true when every store met its expectation (the exit status is
 	// then 0).
-	OK       bool              `json:"ok"`
-	Headline string            `json:"headline"`
-	Command  string            `json:"command,omitempty"`
-	Started  *time.Time        `json:"started,omitempty"`
-	Elapsed  time.Duration     `json:"elapsed_ns,omitempty"`
-	Settings map[string]string `json:"settings,omitempty"`
-	Notes    []string          `json:"notes,omitempty"`
-	Stores   []StoreDoc        `json:"stores"`
+	OK bool `json:"ok"`
+	// RequirePass says what OK asks: every store passed every check (true),
+	// or every store met its expectation (false: known-bad stores must be
+	// caught).
+	RequirePass bool              `json:"require_pass"`
+	Headline    string            `json:"headline"`
+	Command     string            `json:"command,omitempty"`
+	Started     *time.Time        `json:"started,omitempty"`
+	Elapsed     time.Duration     `json:"elapsed_ns,omitempty"`
+	Settings    map[string]string `json:"settings,omitempty"`
+	Notes       []string          `json:"notes,omitempty"`
+	Stores      []StoreDoc        `json:"stores"`
 }
 
 // StoreDoc is one store's verdict and the figures of the table, with every
@@ -94,12 +98,13 @@ type Violation struct {
 // NewDocument builds the JSON document of run.
 func NewDocument(run *Run) *Document {
 	d := &Document{
-		OK:       run.OK(),
-		Headline: run.Headline(),
-		Command:  run.Command,
-		Elapsed:  run.Elapsed,
-		Notes:    run.Notes,
-		Stores:   []StoreDoc{},
+		OK:          run.OK(),
+		RequirePass: run.RequirePass,
+		Headline:    run.Headline(),
+		Command:     run.Command,
+		Elapsed:     run.Elapsed,
+		Notes:       run.Notes,
+		Stores:      []StoreDoc{},
 	}
 	if !run.Started.IsZero() {
 		t := run.Started

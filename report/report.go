@@ -39,6 +39,12 @@ type Run struct {
 	Notes []string
 	// Results are the stores' results, in the order they are shown.
 	Results []*verify.Result
+	// RequirePass makes the run OK only if every store passed every check,
+	// whatever its expectation: a run of stores named one by one, or a
+	// recorded history, asks "is this store safe?", and a known-bad store
+	// that is caught (as expected) answers no. Without it, the run asks
+	// "did every store meet its expectation?", the verifier's self-test.
+	RequirePass bool
 	// Histories names, per store, the file its history was saved to (a
 	// path relative to the report), so that it can be checked again.
 	Histories map[string]string
@@ -49,19 +55,19 @@ type Setting struct {
 	Name, Value string
 }
 
-// OK reports whether every store met its expectation: those expected to
-// pass passed, the known-bad ones were caught. A run with no results is
-// not OK.
+// OK reports whether every store met its expectation (those expected to
+// pass passed, the known-bad ones were caught), or with RequirePass,
+// whether every store passed. A run with no results is not OK.
 func (r *Run) OK() bool {
-	if len(r.Results) == 0 {
-		return false
+	return len(r.Results) > 0 && len(r.Failures()) == 0
+}
+
+// ok reports whether one store's result lets the run be OK.
+func (r *Run) ok(res *verify.Result) bool {
+	if r.RequirePass {
+		return res.Passed()
 	}
-	for _, res := range r.Results {
-		if !res.OK() {
-			return false
-		}
-	}
-	return true
+	return res.OK()
 }
 
 // The verdicts of a store, as the table's last column shows them.
@@ -95,12 +101,12 @@ func Expected(r *verify.Result) string {
 	return "fail"
 }
 
-// Failures lists the stores that did not meet their expectation, as
+// Failures lists the stores that keep the run from being OK, as
 // "name VERDICT".
 func (r *Run) Failures() []string {
 	var out []string
 	for _, res := range r.Results {
-		if !res.OK() {
+		if !r.ok(res) {
 			out = append(out, res.Store+" "+Verdict(res))
 		}
 	}
@@ -111,6 +117,13 @@ func (r *Run) Failures() []string {
 func (r *Run) Headline() string {
 	if len(r.Results) == 0 {
 		return "FAIL: no store was checked"
+	}
+	if r.RequirePass {
+		if r.OK() {
+			return "OK: every store passed every check"
+		}
+		f := r.Failures()
+		return fmt.Sprintf("FAIL: %d of %s broke a promise: %s", len(f), plural(len(r.Results), "store"), strings.Join(f, ", "))
 	}
 	if r.OK() {
 		pass, caught := 0, 0
@@ -131,7 +144,7 @@ func (r *Run) Headline() string {
 		return "OK: every store met its expectation (" + strings.Join(parts, ", ") + ")"
 	}
 	f := r.Failures()
-	return fmt.Sprintf("FAIL: %d of %d stores did not meet their expectation: %s", len(f), len(r.Results), strings.Join(f, ", "))
+	return fmt.Sprintf("FAIL: %d of %s did not meet their expectation: %s", len(f), plural(len(r.Results), "store"), strings.Join(f, ", "))
 }
 
 // Explain says in one line what a store's verdict rests on: the checks

@@ -164,6 +164,31 @@ func TestVerdicts(t *testing.T) {
 	}
 }
 
+func TestRequirePass(t *testing.T) {
+	run := syntheticRun(t)
+	run.Results = run.Results[:2] // memstore PASS, write-db-delete-cache CAUGHT
+	run.RequirePass = true
+	if run.OK() {
+		t.Errorf("RequirePass run with a caught store is OK")
+	}
+	if h := run.Headline(); !strings.Contains(h, "broke a promise: write-db-delete-cache CAUGHT") {
+		t.Errorf("headline %q does not name the store that broke a promise", h)
+	}
+	run.Results = run.Results[:1]
+	if !run.OK() {
+		t.Errorf("RequirePass run of a passing store is not OK: %s", run.Headline())
+	}
+}
+
+func TestFromHistoryExpectation(t *testing.T) {
+	for store, want := range map[string]bool{"memstore": true, "db-only": true, "write-db-set-cache": false, "someone-elses": true} {
+		h := makeHistory(store, linearizableOps)
+		if got := report.FromHistory(h, check.All(h, nil)).ExpectPass; got != want {
+			t.Errorf("FromHistory of a %s history: ExpectPass %v, want %v", store, got, want)
+		}
+	}
+}
+
 func TestJSON(t *testing.T) {
 	var buf bytes.Buffer
 	if err := report.WriteJSON(&buf, syntheticRun(t)); err != nil {
