@@ -399,13 +399,13 @@ func (c *PostgresCluster) Close() error {
 // steps of 100 ms, while a closed session is gone within a millisecond or two.
 func (c *PostgresCluster) awaitDisconnect(ctx context.Context, db string) {
 	deadline := time.Now().Add(200 * time.Millisecond)
-	for time.Now().Before(deadline) {
+	for wait := time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, 20*time.Millisecond) {
 		var n int
 		err := c.admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", db).Scan(&n)
 		if err != nil || n == 0 {
 			return
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(wait)
 	}
 }
 
