@@ -48,6 +48,7 @@ import (
 	"github.com/memstore/memstore/fault"
 	"github.com/memstore/memstore/memtest"
 	"github.com/memstore/memstore/strategies"
+	"github.com/memstore/memstore/verify"
 )
 
 // Store is one instance of the store under test.
@@ -121,10 +122,17 @@ type Harness struct {
 	Logf func(format string, args ...any)
 }
 
-// DefaultFaults are the faults a Harness runs under when Faults is nil.
-// Those that the build or environment cannot produce are skipped.
+// DefaultFaults are the faults a Harness runs under when Faults is nil:
+// every fault of package verify that needs no worker process. Those that
+// the environment cannot produce are skipped.
 func DefaultFaults() []string {
-	return []string{"redis-kill", "redis-restart", "redis-pause", "redis-oom", "evict", "flush", "latency", "reset", "partition", "db-fail"}
+	var fs []string
+	for _, f := range verify.FaultNames() {
+		if f != verify.FaultKillWorker {
+			fs = append(fs, f)
+		}
+	}
+	return fs
 }
 
 // FromFactory returns a Harness for one of the stores of package

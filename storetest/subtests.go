@@ -93,6 +93,10 @@ func (s *suite) instances(ctx context.Context, n int, hook memstore.Hook, ttl ti
 			close()
 			return nil, nil, err
 		}
+		// One connection per instance: SQLite has one writer at a time,
+		// and a connection that finds the lock taken sleeps in SQLite's
+		// busy handler; a Go queue is kinder to a loaded machine.
+		db.SetMaxOpenConns(1)
 		closers = append(closers, func() { rdb.Close(); db.Close() })
 		st, err := s.h.New(ctx, Env{Redis: rdb, DB: db, Namespace: ns, Hook: hook, TTL: ttl, Migrate: i == 0})
 		if err != nil {
@@ -120,16 +124,16 @@ func (s *suite) redisOptions() *redis.Options {
 }
 
 // verify runs a short workload with faults (and the extra nemesis n, if
-// any) through package verify; the store must pass.
+// any) through package verify; the store must pass. Its stampede probe is
+// reported, not judged: the stampede subtest does that, without faults.
 func (s *suite) verify(ctx context.Context, logf func(string, ...any), faults []string, n fault.Nemesis) error {
 	cfg := verify.Config{
-		Store:        s.h.factory(),
-		Redis:        s.rs,
-		DB:           s.dbPath,
-		Duration:     s.h.Duration,
-		Seed:         s.h.Seed,
-		Faults:       faults,
-		MaxColdLoads: s.h.MaxColdLoads,
+		Store:    s.h.factory(),
+		Redis:    s.rs,
+		DB:       s.dbPath,
+		Duration: s.h.Duration,
+		Seed:     s.h.Seed,
+		Faults:   faults,
 		// The workload's own faults come one at a time here: hold each
 		// for a good part of the run.
 		FaultGap:  150 * time.Millisecond,
@@ -365,10 +369,10 @@ func convergence(ctx context.Context, s *suite, _ func(string, ...any)) error {
 	defer closeAll()
 	keys := []string{"c0", "c1", "c2"}
 	var wg sync.WaitGroup
-	for w := range 9 {
+	for w := range 6 {
 		st := sts[w%len(sts)]
 		wg.Go(func() {
-			for i := range 60 {
+			for i := range 40 {
 				k := keys[(w+i)%len(keys)]
 				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				switch i % 5 {

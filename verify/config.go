@@ -94,6 +94,10 @@ type Config struct {
 	// Ops ends the workload phase after this many operations, if that comes
 	// before Duration. Default 0: Duration alone.
 	Ops int
+	// FaultRounds, when positive, ends the workload phase once the faults
+	// have come round that many times (each fault once per round), if that
+	// comes before Duration and Ops. Default 0: Duration and Ops alone.
+	FaultRounds int
 	// OpTimeout bounds each operation. Default 2s.
 	OpTimeout time.Duration
 	// Seed makes the run reproducible: the op stream, the keys, the delays'
@@ -194,7 +198,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Store.Name == "" {
 		c.Store.Name = "store"
 	}
-	if c.Clients < 0 || c.Instances < 0 || c.Processes < 0 || c.Keys < 0 || c.Ops < 0 {
+	if c.Clients < 0 || c.Instances < 0 || c.Processes < 0 || c.Keys < 0 || c.Ops < 0 || c.FaultRounds < 0 {
 		return c, errors.New("verify: negative count in Config")
 	}
 	def := func(p *int, v int) {

@@ -502,8 +502,8 @@ func (e *engine) finalReads(ctx context.Context, fresh *instance) {
 }
 
 // stampede writes a few fresh keys, evicts them, then releases many
-// concurrent Gets of each across the in-process instances at once, and
-// counts DB loads per key.
+// concurrent Gets of each across as many fresh instances as the run has,
+// at once, and counts DB loads per key.
 func (e *engine) stampede(ctx context.Context) ([]string, map[string]int) {
 	if e.cfg.StampedeKeys == 0 {
 		return nil, nil
@@ -526,12 +526,29 @@ func (e *engine) stampede(ctx context.Context) ([]string, map[string]int) {
 		}
 		cold = append(cold, k)
 	}
+	// The readers go through fresh instances: the faults are healed, but
+	// the workload's instances may still hold connections they broke, and
+	// a Get that finds Redis unreachable loads the DB by design. The probe
+	// measures coalescing, not recovery.
+	var readers []*local
+	for i := range e.instances {
+		var d *delayer
+		if !e.cfg.NoDelay {
+			d = newDelayer(e.cfg.MaxDelay, e.cfg.Seed, uint64(200+i))
+		}
+		in, err := e.env.newInstance(ctx, 1000+i, instanceOptions{hook: hook(d, e.env.loads)})
+		if err != nil {
+			e.env.note("stampede: %v (probe skipped)", err)
+			return nil, nil
+		}
+		readers = append(readers, &local{in: in, rec: e.rec, outcome: e.cfg.Outcome})
+	}
 	e.env.loads.start()
 	for _, k := range cold {
 		gate := make(chan struct{})
 		var wg sync.WaitGroup
 		for r := range e.cfg.StampedeReaders {
-			t := e.locals[r%len(e.locals)]
+			t := readers[r%len(readers)]
 			id := e.newClientID()
 			wg.Go(func() {
 				<-gate

@@ -197,7 +197,12 @@ func (e *env) redisOptions(addr string) *redis.Options {
 	o.ReadTimeout = 250 * time.Millisecond
 	o.WriteTimeout = 250 * time.Millisecond
 	o.PoolTimeout = 250 * time.Millisecond
-	o.MaxRetries = -1 // a retried write is the store's business, not the client's
+	// One quick retry on a broken connection, as applications run: after
+	// a restart or a partition the pool holds dead connections, and a store
+	// should not be judged on each of them failing once.
+	o.MaxRetries = 1
+	o.MinRetryBackoff = time.Millisecond
+	o.MaxRetryBackoff = 4 * time.Millisecond
 	o.PoolSize = 32
 	return &o
 }
@@ -234,6 +239,14 @@ func (e *env) newInstance(ctx context.Context, id int, o instanceOptions) (*inst
 		}
 	} else {
 		db = sql.OpenDB(conn)
+	}
+	if e.dbDriver == "sqlite" {
+		// SQLite has one writer at a time; a connection that finds the
+		// lock taken sleeps in SQLite's busy handler (up to 100ms a
+		// time). One connection per instance queues the instance's
+		// statements in Go instead, which keeps a loaded machine from
+		// turning the run into sleeps.
+		db.SetMaxOpenConns(1)
 	}
 	rdb := redis.NewClient(e.redisOptions(o.redisAddr))
 	st, err := e.cfg.Store.New(ctx, strategies.Config{

@@ -227,6 +227,7 @@ func (e *engine) faultLoop(ctx context.Context, nems []fault.Nemesis, stop <-cha
 	}
 	rng := newRand(e.cfg.Seed, 7)
 	var order []int
+	rounds := 0
 	for waitStop(ctx, stop, e.cfg.FaultGap) {
 		// Rounds of a seeded permutation: every fault comes once per round.
 		if len(order) == 0 {
@@ -247,6 +248,12 @@ func (e *engine) faultLoop(ctx context.Context, nems []fault.Nemesis, stop <-cha
 		e.heal(ctx, n)
 		ev.End()
 		e.setFault("")
+		if len(order) == 0 {
+			rounds++
+			if e.cfg.FaultRounds > 0 && rounds >= e.cfg.FaultRounds {
+				e.stopWorkload()
+			}
+		}
 	}
 }
 

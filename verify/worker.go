@@ -137,7 +137,11 @@ func openDBArg(arg string) (*sql.DB, error) {
 	if arg == "" {
 		return nil, errors.New("no -db")
 	}
-	return sql.Open("sqlite", sqliteDSN(arg))
+	db, err := sql.Open("sqlite", sqliteDSN(arg))
+	if err == nil {
+		db.SetMaxOpenConns(1) // as the engine's instances (env.newInstance)
+	}
+	return db, err
 }
 
 // worker is the engine's side of one worker process: it sends calls and
