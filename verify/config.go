@@ -78,8 +78,11 @@ type Config struct {
 	// Default 0: none.
 	Processes int
 	// WorkerCommand starts a worker process; the engine appends the worker
-	// arguments (see WorkerMain). Default: this executable with the argument
-	// "worker" and MEMSTORE_VERIFY_WORKER=1 in its environment.
+	// arguments, which the process hands to WorkerMain. A command whose
+	// binary dispatches on a subcommand names it: []string{exe, "worker"}.
+	// Default: this executable with the argument "worker", and
+	// MEMSTORE_VERIFY_WORKER=1 in the environment (EnvWorker) of every
+	// worker, which is how a test binary knows (see WorkerMain).
 	WorkerCommand []string
 
 	// Keys is the number of keys the workload uses. Default 5: few keys
@@ -146,6 +149,10 @@ type Config struct {
 	NoReadWindows   bool
 	ReadWindowEvery time.Duration
 	ReadWindow      time.Duration
+
+	// NoFinalReads leaves out the convergence snapshot and the final reads
+	// (for measuring what they are worth; a real run wants them).
+	NoFinalReads bool
 
 	// Warmup is the phase before the faults (no faults, one client per
 	// instance). Default 200ms. Quiet is the phase after heal, with no load,

@@ -284,18 +284,22 @@ func (e *engine) run(ctx context.Context) (*Result, error) {
 	ph.End()
 
 	// 5. Convergence, through a fresh instance without delays.
-	ph = e.phaseEvent("convergence")
-	fresh, err := e.env.newInstance(ctx, len(e.instances), instanceOptions{})
-	if err != nil {
-		return nil, err
-	}
-	snaps := e.snapshot(ctx, fresh)
-	ph.End()
+	var snaps []check.KeySnapshot
+	if !cfg.NoFinalReads {
+		ph = e.phaseEvent("convergence")
+		fresh, err := e.env.newInstance(ctx, len(e.instances), instanceOptions{})
+		if err != nil {
+			return nil, err
+		}
+		snaps = e.snapshot(ctx, fresh)
+		ph.End()
 
-	// 6. Final reads: read, evict, read again through the fresh instance.
-	ph = e.phaseEvent("final")
-	e.finalReads(ctx, fresh)
-	ph.End()
+		// 6. Final reads: read, evict, read again through the fresh
+		// instance.
+		ph = e.phaseEvent("final")
+		e.finalReads(ctx, fresh)
+		ph.End()
+	}
 
 	// 7. Stampede probe.
 	ph = e.phaseEvent("stampede")

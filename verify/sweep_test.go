@@ -22,6 +22,7 @@ var (
 	sweepStores   = flag.String("sweep.stores", "", "comma-separated stores to sweep (default: the known-bad ones)")
 	sweepFaults   = flag.String("sweep.faults", "", "comma-separated faults of the sweep runs (default: verify's; none for none)")
 	sweepParallel = flag.Int("sweep.parallel", 1, "runs at once")
+	sweepAblate   = flag.String("sweep.without", "", "comma-separated aids to turn off, to measure what each is worth: delay, evict, readwindows, finalreads")
 )
 
 // sweepRow is one strategy's line of the detection table.
@@ -93,7 +94,23 @@ func TestSweep(t *testing.T) {
 			wg.Go(func() {
 				defer func() { <-sem }()
 				start := time.Now()
-				r, err := verify.Run(t.Context(), verify.Config{Store: f, Redis: rs, Seed: seed, Duration: *sweepDuration, Faults: faults})
+				cfg := verify.Config{Store: f, Redis: rs, Seed: seed, Duration: *sweepDuration, Faults: faults}
+				for _, a := range strings.Split(*sweepAblate, ",") {
+					switch a {
+					case "delay":
+						cfg.NoDelay = true
+					case "evict":
+						cfg.NoEvict = true
+					case "readwindows":
+						cfg.NoReadWindows = true
+					case "finalreads":
+						cfg.NoFinalReads = true
+					case "":
+					default:
+						t.Fatalf("unknown -sweep.without %q", a)
+					}
+				}
+				r, err := verify.Run(t.Context(), cfg)
 				if err != nil {
 					t.Error(err)
 					return
@@ -116,8 +133,8 @@ func TestSweep(t *testing.T) {
 		wg.Wait()
 		table = append(table, row.String())
 	}
-	t.Logf("detection over %d seeds, %v workload each (faults %v):\n| store                  | caught | median TTD | ops/run | checks fired (runs) |\n%s",
-		*sweepSeeds, *sweepDuration, faultsLabel(faults), strings.Join(table, "\n"))
+	t.Logf("detection over %d seeds, %v workload each (faults %v, without %q):\n| store                  | caught | median TTD | ops/run | checks fired (runs) |\n%s",
+		*sweepSeeds, *sweepDuration, faultsLabel(faults), *sweepAblate, strings.Join(table, "\n"))
 }
 
 func faultsLabel(f []string) string {

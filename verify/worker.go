@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/memstore/memstore"
 	"github.com/memstore/memstore/history"
 	"github.com/memstore/memstore/strategies"
 )
@@ -85,7 +86,11 @@ func WorkerMain(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 	if *maxDelay > 0 {
 		d = newDelayer(*maxDelay, *seed, uint64(500+*process))
 	}
-	st, err := f.New(ctx, strategies.Config{Redis: rdb, DB: db, Namespace: *ns, TTL: *ttl, Hook: hook(d, nil)})
+	var h memstore.Hook
+	if d != nil {
+		h = hook(d, nil)
+	}
+	st, err := f.New(ctx, strategies.Config{Redis: rdb, DB: db, Namespace: *ns, TTL: *ttl, Hook: h})
 	if err != nil {
 		return fmt.Errorf("verify worker: new %s: %w", f.Name, err)
 	}
