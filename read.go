@@ -164,11 +164,40 @@ func (s *Store[T]) result(op, key string, l loaded) (T, uint64, error) {
 // before it reads the DB without filling.
 const maxCorrupt = 3
 
-// load is one caller's read: the Lua get, then a hit, a wait for another
-// reader's lease, or a DB read (filled under our own lease). Past a hit it
-// leads a flight that other callers in this process may join; it returns
-// that flight (nil for a plain hit) for get to close.
+// load is one caller's read: a plain HGET, and on a miss the Lua get, then
+// a hit, a wait for another reader's lease, or a DB read (filled under our
+// own lease). Past a hit it leads a flight that other callers in this
+// process may join; it returns that flight (nil for a plain hit) for get to
+// close.
 func (s *Store[T]) load(ctx context.Context, key string) (loaded, *flight) {
+	// The hit path: one plain HGET, no Lua, no token, no flight.
+	if err := s.before(ctx, StepRedisGet, key); err != nil {
+		return loaded{err: err}, nil
+	}
+	sent := time.Now()
+	raw, ok, err := s.cache.Hit(ctx, key)
+	err = s.after(ctx, StepRedisGet, key, err)
+	switch {
+	case err != nil:
+		if ctx.Err() != nil || errors.As(err, new(hookError)) || !rediscache.IsUnavailable(err) {
+			return loaded{err: classify(ctx, err)}, nil
+		}
+		s.st.errRedis.Add(1)
+		s.opts.Logger.Debug("memstore: redis unavailable, reading the DB", "key", key, "err", err)
+		f := s.lead(key, sent)
+		return s.loadDB(ctx, key, f, ""), f
+	case ok:
+		if l, err := s.open(raw); err == nil {
+			s.st.hits.Add(1)
+			return l, nil
+		}
+		// Bad entries are handled below, by the script path.
+	}
+	return s.miss(ctx, key)
+}
+
+// miss runs the get script until it answers a hit, a lease or an intent.
+func (s *Store[T]) miss(ctx context.Context, key string) (loaded, *flight) {
 	token := newToken()
 	force := false
 	var f *flight

@@ -72,10 +72,29 @@ func ms(d time.Duration) int64 {
 	return m
 }
 
+// Hit reads the cached entry with one plain HGET: the hit path. A value
+// present in the hash is always current, because every script keeps the
+// invariant "v present => no intent": begin drops v, a fill is refused while
+// an intent lives (and purges expired ones before it installs), end and
+// repair only drop. So a hit needs neither Lua nor a token; only a miss runs
+// the get script. found is false on a miss.
+func (c *Cache) Hit(ctx context.Context, key string) (entry []byte, found bool, err error) {
+	cmd := redis.NewStringCmd(ctx, "hget", c.Key(key), "v")
+	_ = c.rdb.Process(ctx, cmd)
+	v, err := cmd.Result()
+	if err != nil {
+		if errors.Is(err, redis.Nil) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	// The reply string is never touched again, so the entry can view its
+	// bytes without a copy.
+	return unsafe.Slice(unsafe.StringData(v), len(v)), true, nil
+}
+
 // Get runs the get script: a hit, or a lease for token, or the reason there
-// is neither. It is the hit path, so it builds the EVALSHA by hand: one
-// argument slice, pre-boxed constant arguments, a bulk reply read without a
-// copy. The NOSCRIPT fallback is the same as Script.Run's.
+// is neither. The NOSCRIPT fallback is the same as Script.Run's.
 func (c *Cache) Get(ctx context.Context, key, token string, force bool) (Result, error) {
 	f := argNo
 	if force {
@@ -184,22 +203,46 @@ type Op struct {
 	TTL        time.Duration
 }
 
-// GetMany pipelines Get for many keys: one round trip per node. Errors are
-// per key.
+// GetMany reads many keys: one pipeline of plain HGETs (the hits), then one
+// pipeline of get scripts for the misses only. Errors are per key.
 func (c *Cache) GetMany(ctx context.Context, ops []Op) ([]Result, []error) {
-	cmds := make([]*redis.Cmd, len(ops))
+	res, errs := make([]Result, len(ops)), make([]error, len(ops))
+	hits := make([]*redis.StringCmd, len(ops))
 	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, o := range ops {
-			cmds[i] = getScript.EvalSha(ctx, p, []string{c.Key(o.Key)}, o.Token, c.leaseArg, "0")
+			hits[i] = p.HGet(ctx, c.Key(o.Key), "v")
 		}
 		return nil
 	})
-	res, errs := make([]Result, len(ops)), make([]error, len(ops))
-	var retry []int
-	for i, cmd := range cmds {
+	var miss []int
+	for i, cmd := range hits {
+		v, err := cmd.Result()
+		switch {
+		case err == nil:
+			res[i] = Result{Kind: Hit, Value: []byte(v)}
+		case errors.Is(err, redis.Nil):
+			miss = append(miss, i)
+		default:
+			errs[i] = err
+		}
+	}
+	if len(miss) == 0 {
+		return res, errs
+	}
+	cmds := make([]*redis.Cmd, len(miss))
+	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for j, i := range miss {
+			cmds[j] = getScript.EvalSha(ctx, p, []string{c.Key(ops[i].Key)}, ops[i].Token, c.leaseArg, "0")
+		}
+		return nil
+	})
+	for j, cmd := range cmds {
+		i := miss[j]
 		v, err := cmd.Result()
 		if err != nil && isNoScript(err) {
-			retry = append(retry, i)
+			// A server that lost its script cache (restart, failover)
+			// answers NOSCRIPT; run the key again with the EVAL fallback.
+			res[i], errs[i] = c.Get(ctx, ops[i].Key, ops[i].Token, false)
 			continue
 		}
 		if err != nil {
@@ -207,11 +250,6 @@ func (c *Cache) GetMany(ctx context.Context, ops []Op) ([]Result, []error) {
 			continue
 		}
 		res[i], errs[i] = parseGet(v)
-	}
-	// A server that lost its script cache (restart, failover) answers
-	// NOSCRIPT; run those keys again one by one with the EVAL fallback.
-	for _, i := range retry {
-		res[i], errs[i] = c.Get(ctx, ops[i].Key, ops[i].Token, false)
 	}
 	return res, errs
 }
@@ -264,6 +302,9 @@ func (c *Cache) many(ctx context.Context, ops []Op, s *redis.Script, args func(O
 }
 
 func isNoScript(err error) bool {
+	if err == nil {
+		return false
+	}
 	var re redis.Error
 	return errors.As(err, &re) && len(re.Error()) >= 8 && re.Error()[:8] == "NOSCRIPT"
 }
