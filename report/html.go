@@ -62,18 +62,19 @@ func WriteHTML(w io.Writer, run *Run, opts *HTMLOptions) error {
 
 // page is what the template shows.
 type page struct {
-	Title    string
-	OK       bool
-	Headline string
-	Command  string
-	Started  string
-	Elapsed  string
-	Settings []Setting
-	Notes    []string
-	Header   []string
-	Rows     []pageRow
-	Stores   []pageStore
-	Faults   []faultKey
+	Title       string
+	OK          bool
+	RequirePass bool
+	Headline    string
+	Command     string
+	Started     string
+	Elapsed     string
+	Settings    []Setting
+	Notes       []string
+	Header      []string
+	Rows        []pageRow
+	Stores      []pageStore
+	Faults      []faultKey
 }
 
 type pageRow struct {
@@ -124,13 +125,14 @@ type pageOp struct {
 
 func newPage(run *Run, o *HTMLOptions) *page {
 	p := &page{
-		Title:    run.Title,
-		OK:       run.OK(),
-		Headline: run.Headline(),
-		Command:  run.Command,
-		Settings: run.Settings,
-		Notes:    run.Notes,
-		Header:   TableHeader,
+		Title:       run.Title,
+		OK:          run.OK(),
+		RequirePass: run.RequirePass,
+		Headline:    run.Headline(),
+		Command:     run.Command,
+		Settings:    run.Settings,
+		Notes:       run.Notes,
+		Header:      TableHeader,
 	}
 	if p.Title == "" {
 		p.Title = "memstore check"
@@ -461,7 +463,11 @@ func timeline(r *verify.Result, timeout time.Duration) (key, why string, frame t
 	if err := check.Visualize(&doc, r.History, key, &check.Options{Timeout: timeout}); err != nil {
 		return key, "porcupine could not draw it: " + err.Error(), ""
 	}
-	frame = template.HTML(`<iframe class="timeline" sandbox="allow-scripts" title="porcupine timeline of key ` +
+	// No sandbox attribute: a sandboxed frame gets an opaque origin and,
+	// in Chromium, a process of its own, which a screenshot or a printout
+	// taken at load misses. The document is our own: porcupine's script
+	// and data that json.Marshal escaped.
+	frame = template.HTML(`<iframe class="timeline" title="porcupine timeline of key ` +
 		html.EscapeString(key) + `" srcdoc="` + html.EscapeString(doc.String()) + `"></iframe>`)
 	return key, "", frame
 }
