@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/memstore/memstore/rediscache"
+	"github.com/memstore/memstore/sqlstore"
 )
 
 // reconcileBatch is how many outbox rows one pass repairs per round trip.
@@ -33,12 +34,12 @@ func (s *Store[T]) Reconcile(ctx context.Context) (int, error) {
 			ops[i] = rediscache.Op{Key: r.Key, Token: r.Token, Version: r.Version}
 		}
 		oks, errs := s.cache.RepairMany(ctx, ops)
-		var done []int64
+		var done []sqlstore.OutboxRow
 		for i, r := range rows {
 			if errs[i] != nil {
 				continue
 			}
-			done = append(done, r.ID)
+			done = append(done, r)
 			if oks[i] {
 				dropped++
 				s.st.repairs.Add(1)

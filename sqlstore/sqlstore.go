@@ -98,6 +98,25 @@ type DB struct {
 	dialect Dialect
 	ns      string
 	q       queries
+	// writeMu serialises this store's SQLite write transactions. SQLite
+	// has one writer at a time anyway; waiting here is a queue, while
+	// waiting in the driver is busy_timeout's sleep-and-poll, whose tail at
+	// 16 writers reached seconds.
+	writeMu chan struct{}
+}
+
+// lockWrites takes the SQLite write queue, honouring ctx. It returns the
+// release function (a no-op on PostgreSQL, which has row locks).
+func (d *DB) lockWrites(ctx context.Context) (func(), error) {
+	if d.dialect != SQLite {
+		return func() {}, nil
+	}
+	select {
+	case d.writeMu <- struct{}{}:
+		return func() { <-d.writeMu }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 type queries struct {
@@ -112,7 +131,7 @@ func New(db *sql.DB, dialect Dialect, ns string) (*DB, error) {
 	if dialect == Unknown {
 		return nil, fmt.Errorf("sqlstore: cannot tell the SQL dialect of driver %T; set Options.Dialect", db.Driver())
 	}
-	d := &DB{db: db, dialect: dialect, ns: ns}
+	d := &DB{db: db, dialect: dialect, ns: ns, writeMu: make(chan struct{}, 1)}
 	d.q = queries{
 		load: d.rebind(`SELECT value, format, version, ttl_ms, tombstone FROM memstore_entries WHERE ns = ? AND key = ?`),
 		upsert: d.rebind(`INSERT INTO memstore_entries (ns, key, value, format, version, ttl_ms, tombstone, updated_at)
@@ -131,7 +150,7 @@ ON CONFLICT (ns, key) DO NOTHING
 RETURNING version`),
 		outbox:    d.rebind(`INSERT INTO memstore_outbox (ns, key, version, token, created_ms) VALUES (?, ?, ?, ?, ?)`),
 		pending:   d.rebind(`SELECT id, key, version, token, created_ms FROM memstore_outbox WHERE ns = ? AND created_ms <= ? ORDER BY id LIMIT ?`),
-		delOutbox: d.rebind(`DELETE FROM memstore_outbox WHERE ns = ? AND id = ?`),
+		delOutbox: d.rebind(`DELETE FROM memstore_outbox WHERE ns = ? AND id = ? AND token = ?`),
 	}
 	return d, nil
 }
@@ -160,7 +179,10 @@ func (d *DB) rebind(q string) string {
 
 // Migrate creates the tables if they do not exist. It is idempotent.
 func (d *DB) Migrate(ctx context.Context) error {
-	blob, id := "BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT"
+	// SQLite: a plain INTEGER PRIMARY KEY is the rowid. AUTOINCREMENT would
+	// also write sqlite_sequence on every insert; rows are deleted by id and
+	// token, so a reused id can never delete the wrong row.
+	blob, id := "BLOB", "INTEGER PRIMARY KEY"
 	if d.dialect == Postgres {
 		blob, id = "BYTEA", "BIGSERIAL PRIMARY KEY"
 	}
@@ -256,6 +278,11 @@ func (d *DB) LoadMany(ctx context.Context, keys []string) (map[string]Row, error
 // transaction with ErrConflict. An error from the commit itself wraps
 // ErrCommitUnknown; every other error means nothing was written.
 func (d *DB) Apply(ctx context.Context, writes []Write) ([]uint64, error) {
+	unlock, err := d.lockWrites(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -317,17 +344,22 @@ func (d *DB) Pending(ctx context.Context, cutoff time.Time, limit int) ([]Outbox
 }
 
 // DeleteOutbox removes repaired outbox rows.
-func (d *DB) DeleteOutbox(ctx context.Context, ids []int64) error {
-	if len(ids) == 0 {
+func (d *DB) DeleteOutbox(ctx context.Context, rows []OutboxRow) error {
+	if len(rows) == 0 {
 		return nil
 	}
+	unlock, err := d.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
-	for _, id := range ids {
-		if _, err := tx.ExecContext(ctx, d.q.delOutbox, d.ns, id); err != nil {
+	for _, r := range rows {
+		if _, err := tx.ExecContext(ctx, d.q.delOutbox, d.ns, r.ID, r.Token); err != nil {
 			return err
 		}
 	}
