@@ -213,6 +213,9 @@ func runCheck(ctx context.Context, m *Main, args []string) error {
 	cfg.Progress = prog.update
 	results, runErr := runStores(ctx, cfg, stores, f.parallel, prog)
 	prog.stop()
+	if ctx.Err() != nil {
+		return fmt.Errorf("check interrupted: %w", context.Cause(ctx))
+	}
 	if runErr != nil && len(results) == 0 {
 		return runErr
 	}
