@@ -11,6 +11,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"reflect"
@@ -121,6 +122,10 @@ func (d *DB) lockWrites(ctx context.Context) (func(), error) {
 
 type queries struct {
 	load, upsert, cas, casInsert, outbox, pending, delOutbox string
+	// PostgreSQL only: a single write as one statement (row and outbox row
+	// in one data-modifying CTE): one round trip instead of BEGIN, two
+	// statements and COMMIT.
+	pgUpsert, pgCas, pgCasInsert string
 }
 
 // New returns the queries for namespace ns on db. dialect Unknown detects it.
@@ -151,6 +156,30 @@ RETURNING version`),
 		outbox:    d.rebind(`INSERT INTO memstore_outbox (ns, key, version, token, created_ms) VALUES (?, ?, ?, ?, ?)`),
 		pending:   d.rebind(`SELECT id, key, version, token, created_ms FROM memstore_outbox WHERE ns = ? AND created_ms <= ? ORDER BY id LIMIT ?`),
 		delOutbox: d.rebind(`DELETE FROM memstore_outbox WHERE ns = ? AND id = ? AND token = ?`),
+	}
+	if dialect == Postgres {
+		const outbox = `
+INSERT INTO memstore_outbox (ns, key, version, token, created_ms)
+SELECT ns, key, version, $TOKEN, updated_at FROM w
+RETURNING version`
+		pg := func(q string, token int) string {
+			return "WITH w AS (" + strings.Replace(d.rebind(q), "RETURNING version", "RETURNING ns, key, version, updated_at", 1) + ")" +
+				strings.Replace(outbox, "$TOKEN", "$"+strconv.Itoa(token), 1)
+		}
+		d.q.pgUpsert = pg(`INSERT INTO memstore_entries (ns, key, value, format, version, ttl_ms, tombstone, updated_at)
+VALUES (?, ?, ?, ?, 1, ?, ?, ?)
+ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, format = excluded.format,
+  version = memstore_entries.version + 1, ttl_ms = excluded.ttl_ms, tombstone = excluded.tombstone,
+  updated_at = excluded.updated_at
+RETURNING version`, 8)
+		d.q.pgCasInsert = pg(`INSERT INTO memstore_entries (ns, key, value, format, version, ttl_ms, tombstone, updated_at)
+VALUES (?, ?, ?, ?, 1, ?, ?, ?)
+ON CONFLICT (ns, key) DO NOTHING
+RETURNING version`, 8)
+		d.q.pgCas = pg(`UPDATE memstore_entries SET value = ?, format = ?, version = version + 1, ttl_ms = ?,
+  tombstone = ?, updated_at = ?
+WHERE ns = ? AND key = ? AND version = ?
+RETURNING version`, 9)
 	}
 	return d, nil
 }
@@ -278,6 +307,9 @@ func (d *DB) LoadMany(ctx context.Context, keys []string) (map[string]Row, error
 // transaction with ErrConflict. An error from the commit itself wraps
 // ErrCommitUnknown; every other error means nothing was written.
 func (d *DB) Apply(ctx context.Context, writes []Write) ([]uint64, error) {
+	if d.dialect == Postgres && len(writes) == 1 {
+		return d.applyOne(ctx, writes[0])
+	}
 	unlock, err := d.lockWrites(ctx)
 	if err != nil {
 		return nil, err
@@ -320,6 +352,59 @@ func (d *DB) Apply(ctx context.Context, writes []Write) ([]uint64, error) {
 		return nil, errors.Join(ErrCommitUnknown, err)
 	}
 	return versions, nil
+}
+
+// applyOne writes one row and its outbox row in one PostgreSQL statement,
+// atomic on its own. Without an explicit transaction a failure is ambiguous
+// unless the server rejected the statement or it was never sent; every
+// other error wraps ErrCommitUnknown.
+func (d *DB) applyOne(ctx context.Context, w Write) ([]uint64, error) {
+	value := w.Value
+	if value == nil {
+		value = []byte{}
+	}
+	now, ttl := time.Now().UnixMilli(), w.TTL.Milliseconds()
+	var ver int64
+	var err error
+	switch {
+	case w.Expect == nil:
+		err = d.db.QueryRowContext(ctx, d.q.pgUpsert, d.ns, w.Key, value, int64(w.Format), ttl, w.Delete, now, w.Token).Scan(&ver)
+	case *w.Expect == 0:
+		err = d.db.QueryRowContext(ctx, d.q.pgCasInsert, d.ns, w.Key, value, int64(w.Format), ttl, w.Delete, now, w.Token).Scan(&ver)
+	default:
+		err = d.db.QueryRowContext(ctx, d.q.pgCas, value, int64(w.Format), ttl, w.Delete, now, d.ns, w.Key, int64(*w.Expect), w.Token).Scan(&ver)
+	}
+	switch {
+	case err == nil:
+		return []uint64{uint64(ver)}, nil
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, ErrConflict
+	case notApplied(err):
+		return nil, err
+	}
+	return nil, errors.Join(ErrCommitUnknown, err)
+}
+
+// notApplied reports whether a failed autocommit statement certainly did
+// nothing: the server answered with an error (pgx's PgError has SQLState),
+// or the driver says nothing was sent (pgconn's SafeToRetry). Interfaces,
+// not imports, keep pgx out of SQLite users' builds.
+func notApplied(err error) bool {
+	var server interface{ SQLState() string }
+	if errors.As(err, &server) {
+		return true
+	}
+	var retry interface{ SafeToRetry() bool }
+	if errors.As(err, &retry) && retry.SafeToRetry() {
+		return true
+	}
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) {
+		return true
+	}
+	// No connection was had at all: database/sql's closed pool and pgx's
+	// ConnectError name themselves only in their text.
+	msg := err.Error()
+	return strings.HasPrefix(msg, "sql: database is closed") || strings.Contains(msg, "failed to connect to")
 }
 
 // Pending lists up to limit outbox rows created at or before cutoff, oldest
