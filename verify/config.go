@@ -162,7 +162,9 @@ type Config struct {
 
 	// StampedeKeys cold keys are read by StampedeReaders concurrent Gets
 	// across the instances at the end of the run, and their DB loads
-	// counted. Defaults 3 and 50. MaxColdLoads, when positive, makes more
+	// counted. Defaults 3 and 50; at most 60 readers, for the reads are
+	// checked too, and the checker bounds the operations pending at once
+	// on one key (check.DefaultMaxConcurrency, 64). MaxColdLoads, when positive, makes more
 	// loads per cold key than that a failure; 0 only reports them.
 	StampedeKeys    int
 	StampedeReaders int
@@ -196,6 +198,8 @@ const (
 	DefaultQuiet       = 1500 * time.Millisecond
 	DefaultStampedeKey = 3
 	DefaultReaders     = 50
+
+	maxStampedeReaders = 60
 )
 
 func (c Config) withDefaults() (Config, error) {
@@ -233,6 +237,9 @@ func (c Config) withDefaults() (Config, error) {
 	defd(&c.ReadWindow, DefaultReadWindow)
 	defd(&c.Warmup, DefaultWarmup)
 	defd(&c.Quiet, DefaultQuiet)
+	if c.StampedeReaders > maxStampedeReaders {
+		return c, fmt.Errorf("verify: %d stampede readers; at most %d", c.StampedeReaders, maxStampedeReaders)
+	}
 	switch c.Skew {
 	case "":
 		c.Skew = Uniform

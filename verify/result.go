@@ -57,10 +57,10 @@ type Result struct {
 	Notes []string `json:"notes"`
 
 	// Detected says whether a check fired; TimeToDetection is then the
-	// earliest point of the run (since its start) by which the history
-	// proved a violation: the last return among the operations an anomaly
-	// names, the return of an operation no order could explain, or the
-	// convergence snapshot.
+	// earliest point of the run by which the history proved a violation
+	// (the last return among the operations an anomaly names, the return
+	// of an operation no order could explain, or the convergence
+	// snapshot), counted from the start of the warm-up.
 	Detected        bool          `json:"detected"`
 	TimeToDetection time.Duration `json:"time_to_detection_ns,omitempty"`
 	// Elapsed is the run's wall-clock time, checks included.
@@ -352,5 +352,13 @@ func detection(h *history.History, rep *check.Report) (time.Duration, bool) {
 	if best < 0 {
 		return 0, false
 	}
-	return time.Duration(best), true
+	// Count from the first operation (the warm-up), not from the setup.
+	origin := int64(0)
+	for _, ev := range h.Events {
+		if ev.Kind == history.Phase && ev.Name == "warm-up" {
+			origin = ev.Start
+			break
+		}
+	}
+	return time.Duration(max(best-origin, 0)), true
 }
