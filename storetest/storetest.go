@@ -120,6 +120,11 @@ type Harness struct {
 	Seed int64
 	// Logf receives Check's reports (Run logs with t.Logf). Default: none.
 	Logf func(format string, args ...any)
+	// HistoryDir, if set, is where Check saves the history of every
+	// workload that failed, as JSON lines (history.Write), for `memstore
+	// check` or check.All to read again. Run saves them in each subtest's
+	// t.ArtifactDir() (kept with go test -artifacts).
+	HistoryDir string
 }
 
 // DefaultFaults are the faults a Harness runs under when Faults is nil:
@@ -157,6 +162,7 @@ func Run(t *testing.T, h Harness) {
 	s := &suite{h: h.withDefaults(), rs: rs, dbPath: filepath.Join(t.TempDir(), "storetest.db")}
 	for _, st := range s.subtests() {
 		t.Run(st.name, func(t *testing.T) {
+			s.historyDir = t.ArtifactDir
 			if err := st.run(t.Context(), s, t.Logf); err != nil {
 				if errors.Is(err, errSkip) {
 					t.Skip(strings.TrimPrefix(err.Error(), errSkip.Error()+": "))
@@ -191,6 +197,9 @@ func Check(ctx context.Context, h Harness) error {
 	}
 	defer rs.Close()
 	s := &suite{h: h.withDefaults(), rs: rs, dbPath: filepath.Join(dir, "storetest.db")}
+	if h.HistoryDir != "" {
+		s.historyDir = func() string { return h.HistoryDir }
+	}
 	var errs []error
 	for _, st := range s.subtests() {
 		if err := st.run(ctx, s, logf); err != nil {

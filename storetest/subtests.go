@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"github.com/memstore/memstore"
 	"github.com/memstore/memstore/codec"
 	"github.com/memstore/memstore/fault"
+	"github.com/memstore/memstore/history"
 	"github.com/memstore/memstore/memtest"
 	"github.com/memstore/memstore/verify"
 )
@@ -29,6 +32,25 @@ type suite struct {
 	seq    atomic.Int64
 	dbOnce sync.Once
 	dbErr  error
+	// historyDir names where to save failing histories; nil: nowhere.
+	historyDir func() string
+}
+
+// keep saves a failing run's history and says where.
+func (s *suite) keep(logf func(string, ...any), r *verify.Result, name string) {
+	if s.historyDir == nil || r.History == nil {
+		return
+	}
+	path := filepath.Join(s.historyDir(), strings.ReplaceAll(name, "/", "_")+".history.jsonl")
+	f, err := os.Create(path)
+	if err == nil {
+		err = errors.Join(history.Write(f, r.History), f.Close())
+	}
+	if err != nil {
+		logf("saving the history: %v", err)
+		return
+	}
+	logf("history saved in %s", path)
 }
 
 type subtest struct {
@@ -154,6 +176,7 @@ func (s *suite) verify(ctx context.Context, logf func(string, ...any), faults []
 	if r.Passed() {
 		return nil
 	}
+	s.keep(logf, r, r.Store+"-"+strings.Join(faults, "+"))
 	msg := "problems: " + strings.Join(r.Problems(), "; ")
 	if fired := r.Fired(); len(fired) > 0 {
 		msg = "checks fired: " + strings.Join(fired, ", ") + "; " + msg

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,6 +36,15 @@ func run(t *testing.T, cfg verify.Config) *verify.Result {
 		t.Fatalf("Run(%s): %v", cfg.Store.Name, err)
 	}
 	t.Log(r.Summary())
+	if !r.OK() {
+		// Keep the history: go test -artifacts saves it.
+		path := filepath.Join(t.ArtifactDir(), fmt.Sprintf("%s-%d.history.jsonl", r.Store, r.Seed))
+		if f, err := os.Create(path); err == nil {
+			_ = history.Write(f, r.History)
+			f.Close()
+			t.Logf("history saved in %s", path)
+		}
+	}
 	return r
 }
 
