@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -251,22 +250,7 @@ func (e *Env) cleanDB() error {
 	return nil
 }
 
-func (e *Env) rebind(q string) string {
-	if e.dialect != sqlstore.Postgres {
-		return q
-	}
-	var b strings.Builder
-	n := 0
-	for _, r := range q {
-		if r == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+func (e *Env) rebind(q string) string { return sqlstore.Rebind(e.dialect, q) }
 
 const tableName = "benchkit_rows"
 

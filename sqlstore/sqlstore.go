@@ -188,8 +188,12 @@ RETURNING version`, 9)
 func (d *DB) Dialect() Dialect { return d.dialect }
 
 // rebind turns ? placeholders into $n for PostgreSQL.
-func (d *DB) rebind(q string) string {
-	if d.dialect != Postgres {
+func (d *DB) rebind(q string) string { return Rebind(d.dialect, q) }
+
+// Rebind writes a query with ? placeholders in dialect d's style: $1, $2,
+// ... for PostgreSQL, unchanged for SQLite.
+func Rebind(d Dialect, q string) string {
+	if d != Postgres {
 		return q
 	}
 	var b strings.Builder

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -20,22 +19,7 @@ func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
 
 func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
 
-func rebind(db *sql.DB, q string) string {
-	if sqlstore.Detect(db) != sqlstore.Postgres {
-		return q
-	}
-	var b strings.Builder
-	n := 0
-	for _, r := range q {
-		if r == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+func rebind(db *sql.DB, q string) string { return sqlstore.Rebind(sqlstore.Detect(db), q) }
 
 // plain is the common ground of the classic strategies: values as plain
 // Redis strings at "<ns>:{<key>}", rows in a plain table, a hook at every
