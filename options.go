@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/memstore/memstore/codec"
-	"github.com/memstore/memstore/sqlstore"
+	"github.com/memstore/memstore/internal/sqlstore"
 )
 
 // Dialect names the SQL flavour of the database.

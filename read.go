@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/memstore/memstore/codec"
-	"github.com/memstore/memstore/rediscache"
-	"github.com/memstore/memstore/sqlstore"
+	"github.com/memstore/memstore/internal/rediscache"
+	"github.com/memstore/memstore/internal/sqlstore"
 )
 
 // loaded is one key's state as a read found it: from a cache hit or a DB row.

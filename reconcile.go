@@ -5,8 +5,8 @@ import (
 	"errors"
 	"time"
 
-	"github.com/memstore/memstore/rediscache"
-	"github.com/memstore/memstore/sqlstore"
+	"github.com/memstore/memstore/internal/rediscache"
+	"github.com/memstore/memstore/internal/sqlstore"
 )
 
 // reconcileBatch is how many outbox rows one pass repairs per round trip.

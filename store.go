@@ -14,8 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/memstore/memstore/codec"
-	"github.com/memstore/memstore/rediscache"
-	"github.com/memstore/memstore/sqlstore"
+	"github.com/memstore/memstore/internal/rediscache"
+	"github.com/memstore/memstore/internal/sqlstore"
 )
 
 // Store is a typed, linearizable-per-key memory store over Redis and a SQL

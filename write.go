@@ -7,8 +7,8 @@ import (
 	"sort"
 	"time"
 
-	"github.com/memstore/memstore/rediscache"
-	"github.com/memstore/memstore/sqlstore"
+	"github.com/memstore/memstore/internal/rediscache"
+	"github.com/memstore/memstore/internal/sqlstore"
 )
 
 // Set stores v under key. When Set returns nil, every later Get anywhere

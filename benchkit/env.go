@@ -17,8 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/memstore/memstore/codec"
+	"github.com/memstore/memstore/internal/sqlstore"
 	"github.com/memstore/memstore/memtest"
-	"github.com/memstore/memstore/sqlstore"
 )
 
 // EnvOptions configure NewEnv. The zero value means the defaults: a private

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/memstore/memstore/fault"
+	"github.com/memstore/memstore/internal/sqlstore"
 	"github.com/memstore/memstore/memtest"
-	"github.com/memstore/memstore/sqlstore"
 )
 
 // backend is one database to run the SQL faults against: a faulty pool and

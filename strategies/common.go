@@ -10,7 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/memstore/memstore"
-	"github.com/memstore/memstore/sqlstore"
+	"github.com/memstore/memstore/internal/sqlstore"
 )
 
 var errRedisNil = redis.Nil
