@@ -9,16 +9,18 @@ type Step string
 // The steps of the memstore protocol. Other stores (the reference strategies)
 // use the same names where the step means the same thing.
 const (
-	StepRedisGet   Step = "redis.get"   // Lua get: hit, or take a fill lease
-	StepRedisFill  Step = "redis.fill"  // Lua fill: install a loaded value under the lease
-	StepRedisBegin Step = "redis.begin" // Lua begin: record a write intent, drop value and lease
-	StepRedisEnd   Step = "redis.end"   // Lua end: clear the intent, drop or install the value
-	StepRedisWait  Step = "redis.wait"  // one poll while waiting for another process's lease
-	StepRedisDel   Step = "redis.del"   // plain cache delete (strategies)
-	StepRedisSet   Step = "redis.set"   // plain cache set (strategies)
-	StepDBLoad     Step = "db.load"     // read one row
-	StepDBWrite    Step = "db.write"    // the write transaction (row + outbox)
-	StepDBOutbox   Step = "db.outbox"   // delete an outbox row after end
+	StepRedisGet     Step = "redis.get"     // Lua get: hit, or take a fill lease
+	StepRedisFill    Step = "redis.fill"    // Lua fill: install a loaded value under the lease
+	StepRedisBegin   Step = "redis.begin"   // Lua begin: record a write intent, drop value and lease
+	StepRedisEnd     Step = "redis.end"     // Lua end: clear the intent, drop or install the value
+	StepRedisWait    Step = "redis.wait"    // one poll while waiting for another process's lease
+	StepRedisDel     Step = "redis.del"     // plain cache delete (strategies)
+	StepRedisSet     Step = "redis.set"     // plain cache set (strategies)
+	StepDBLoad       Step = "db.load"       // read one row
+	StepDBWrite      Step = "db.write"      // the write transaction (row + outbox)
+	StepDBOutbox     Step = "db.outbox"     // delete an outbox row after end
+	StepDBFence      Step = "db.fence"      // move a stripe to a new generation after Redis lost its marker
+	StepRedisConfirm Step = "redis.confirm" // record the new generation in the stripe's marker
 )
 
 // Phase says whether a hook runs before or after its step.

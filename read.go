@@ -203,7 +203,7 @@ func (s *Store[T]) miss(ctx context.Context, key string) (loaded, *flight) {
 	var f *flight
 	var waitStart time.Time
 	backoff := 500 * time.Microsecond
-	corrupt := 0
+	corrupt, fences := 0, 0
 	for {
 		if err := s.before(ctx, StepRedisGet, key); err != nil {
 			return loaded{err: err}, f
@@ -253,6 +253,20 @@ func (s *Store[T]) miss(ctx context.Context, key string) (loaded, *flight) {
 			return s.loadDB(ctx, key, f, ""), f
 		case rediscache.Lease:
 			return s.loadDB(ctx, key, f, token), f
+		case rediscache.Pending:
+			// Redis lost the stripe's marker: fence the stripe (fence.go),
+			// then look again. The DB answers meanwhile if fencing fails:
+			// reading it is always safe, filling is not.
+			ok, err := s.fence(ctx, key, s.cache.Stripe(key), r.Incarnation)
+			switch {
+			case ctx.Err() != nil:
+				return loaded{err: ctx.Err()}, f
+			case errors.As(err, new(hookError)):
+				return loaded{err: err}, f
+			case err != nil || (!ok && fences >= maxFenceRounds):
+				return s.loadDB(ctx, key, f, ""), f
+			}
+			fences++
 		case rediscache.Busy:
 			// Another process is loading this key: wait for its fill rather
 			// than load the DB too. When the wait runs out, take the lease
@@ -400,7 +414,7 @@ func (s *Store[T]) GetMany(ctx context.Context, keys []string) (map[string]T, er
 			leased = append(leased, i)
 		case res[i].Kind == rediscache.Intent:
 			unfilled = append(unfilled, i)
-		default:
+		default: // Busy, or Pending: Get waits, or fences the stripe
 			busy = append(busy, i)
 		}
 	}

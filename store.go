@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/memstore/memstore/codec"
 	"github.com/memstore/memstore/internal/rediscache"
@@ -29,6 +30,8 @@ type Store[T any] struct {
 
 	mu      sync.Mutex
 	flights map[string]*flight
+	fences  singleflight.Group // one fence per stripe and marker at a time (fence.go)
+	bg      sync.WaitGroup     // detached work that Close waits for
 
 	st stats
 
@@ -51,6 +54,9 @@ func New[T any](rdb redis.UniversalClient, db *sql.DB, opts *Options[T]) (*Store
 		o = *opts
 	}
 	o = o.withDefaults()
+	if err := rediscache.CheckNamespace(o.Namespace); err != nil {
+		return nil, fmt.Errorf("memstore: Options.Namespace %q: %w", o.Namespace, err)
+	}
 	sdb, err := sqlstore.New(db, o.Dialect, o.Namespace)
 	if err != nil {
 		return nil, err
@@ -92,6 +98,7 @@ func (s *Store[T]) Migrate(ctx context.Context) error {
 func (s *Store[T]) Close() error {
 	s.closeOnce.Do(func() { close(s.stop) })
 	<-s.stopped
+	s.bg.Wait()
 	return nil
 }
 
@@ -222,6 +229,8 @@ type Stats struct {
 	OutboxRepairs  uint64 // stale cache entries dropped by the reconciler
 	OutboxRows     uint64 // outbox rows reconciled and removed
 	Corrupt        uint64 // cache entries dropped for a bad header, checksum or format
+	Fences         uint64 // stripes moved to a new generation after Redis lost their marker
+	FencedWrites   uint64 // writes that began again because their stripe was fenced meanwhile
 	// Errors counts failed calls by kind: "redis" (Redis unreachable; reads
 	// fell back to the DB), "db", "codec", "invalid", "conflict", "unknown"
 	// (write committed, cache repair pending), "canceled".
@@ -231,6 +240,7 @@ type Stats struct {
 type stats struct {
 	hits, misses, dbLoads, coalesced, leaseWaits, takeovers     atomic.Uint64
 	fills, rejected, intents, repairs, outboxRows, corrupt      atomic.Uint64
+	fences, fencedWrites                                        atomic.Uint64
 	errRedis, errDB, errCodec, errInvalid, errConflict, errUnkn atomic.Uint64
 	errCanceled                                                 atomic.Uint64
 }
@@ -243,6 +253,7 @@ func (s *Store[T]) Stats() Stats {
 		Coalesced: st.coalesced.Load(), LeaseWaits: st.leaseWaits.Load(), LeaseTakeovers: st.takeovers.Load(),
 		Fills: st.fills.Load(), RejectedFills: st.rejected.Load(), Intents: st.intents.Load(),
 		OutboxRepairs: st.repairs.Load(), OutboxRows: st.outboxRows.Load(), Corrupt: st.corrupt.Load(),
+		Fences: st.fences.Load(), FencedWrites: st.fencedWrites.Load(),
 		Errors: map[string]uint64{
 			"redis": st.errRedis.Load(), "db": st.errDB.Load(), "codec": st.errCodec.Load(),
 			"invalid": st.errInvalid.Load(), "conflict": st.errConflict.Load(), "unknown": st.errUnkn.Load(),

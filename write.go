@@ -106,16 +106,21 @@ func (s *Store[T]) encode(op, key string, v T, opts []SetOption) (sqlstore.Write
 
 // write runs the write protocol for a batch of rows:
 //
-//  1. begin (Lua): record an intent per key and drop the value and lease,
-//     so no fill that read the old row can land from now on;
-//  2. one DB transaction: the rows, their versions, an outbox row each;
-//  3. end (Lua): clear the intents and drop value and lease again, voiding
-//     any fill that raced in if an intent was lost to eviction or restart.
+//  1. begin (Lua): record an intent per key in its stripe's marker and drop
+//     the key's value and lease, so no fill that read the old row can land
+//     from now on. Begin answers the stripe's generation; a stripe whose
+//     marker Redis lost is fenced first (fence.go).
+//  2. the DB write: the rows, their versions, an outbox row each, committed
+//     only if every stripe is still at the generation begin answered. A
+//     stripe fenced meanwhile (Redis lost the intent) writes nothing, and
+//     the write begins again.
+//  3. end (Lua): clear the intents.
 //
-// The transaction must commit while the intents surely live: it runs under
-// a deadline of three quarters of IntentTTL from begin, and is aborted
-// (nothing written) past it. If end cannot run, the outcome is reported as
-// unknown: committed, with the repair left to the outbox reconciler.
+// The DB write must commit while the intents surely live: it runs under
+// a deadline of three quarters of IntentTTL from the first begin, and is
+// aborted (nothing written) past it. If end cannot run, the outcome is
+// reported as unknown: committed, with the repair left to the outbox
+// reconciler.
 func (s *Store[T]) write(ctx context.Context, op string, ws []sqlstore.Write) ([]uint64, error) {
 	key := ""
 	if len(ws) == 1 {
@@ -136,12 +141,9 @@ func (s *Store[T]) write(ctx context.Context, op string, ws []sqlstore.Write) ([
 	}
 
 	began := time.Now()
-	err := s.stepMany(ctx, StepRedisBegin, keys, func() error {
-		if len(ops) == 1 {
-			return s.cache.Begin(ctx, ops[0].Key, ops[0].Token, s.opts.IntentTTL)
-		}
-		return errors.Join(s.cache.BeginMany(ctx, ops, s.opts.IntentTTL)...)
-	})
+	txCtx, cancel := context.WithDeadline(ctx, began.Add(s.opts.IntentTTL*3/4))
+	defer cancel()
+	marks, err := s.begin(ctx, keys, ops, nil)
 	cacheDown := false
 	if err != nil {
 		unavailable := !errors.As(err, new(hookError)) && ctx.Err() == nil && rediscache.IsUnavailable(err)
@@ -162,13 +164,32 @@ func (s *Store[T]) write(ctx context.Context, op string, ws []sqlstore.Write) ([
 		s.st.intents.Add(uint64(len(ops)))
 	}
 
-	txCtx, cancel := context.WithDeadline(ctx, began.Add(s.opts.IntentTTL*3/4))
-	defer cancel()
 	var vers []uint64
-	err = s.stepMany(ctx, StepDBWrite, keys, func() (err error) {
-		vers, err = s.db.Apply(txCtx, ws)
-		return err
-	})
+	for round := 0; ; round++ {
+		for i := range ws {
+			ws[i].Stripe = s.cache.Stripe(ws[i].Key)
+			if cacheDown {
+				ws[i].Unfenced = true
+			} else {
+				ws[i].Gen = marks[i].Gen
+			}
+		}
+		err = s.stepMany(ctx, StepDBWrite, keys, func() (err error) {
+			vers, err = s.db.Apply(txCtx, ws)
+			return err
+		})
+		if !errors.Is(err, sqlstore.ErrFenced) || round >= maxFenceRounds {
+			break
+		}
+		// Redis lost the intents of this write, and a reader fenced their
+		// stripe: nothing was written. Record them again under the new
+		// generation and retry.
+		s.st.fencedWrites.Add(1)
+		if marks, err = s.begin(ctx, keys, ops, marks); err != nil {
+			s.endQuietly(ctx, ops)
+			return fail(classify(ctx, err))
+		}
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, sqlstore.ErrCommitUnknown):
@@ -177,6 +198,9 @@ func (s *Store[T]) write(ctx context.Context, op string, ws []sqlstore.Write) ([
 		case errors.Is(err, sqlstore.ErrConflict):
 			s.endQuietly(ctx, ops)
 			return fail(ErrConflict)
+		case errors.Is(err, sqlstore.ErrFenced):
+			s.endQuietly(ctx, ops)
+			return fail(errors.Join(ErrUnavailable, errFenceRounds))
 		case errors.As(err, new(hookError)):
 			// A hook failing after the statement ran simulates a crash
 			// after the commit: leave the intents for the reconciler.
@@ -205,6 +229,60 @@ func (s *Store[T]) write(ctx context.Context, op string, ws []sqlstore.Write) ([
 		return vers, s.count(&OpError{Op: op, Key: key, Err: errors.Join(ErrOutcomeUnknown, err)})
 	}
 	return vers, nil
+}
+
+// begin records the intents of ops and returns, per key, the generation
+// the write must commit under. A stripe whose marker is pending is fenced,
+// and the intents recorded again, until every key has a generation. prev,
+// if set, are the marks of a write whose stripes were fenced meanwhile: a
+// stripe whose marker still answers the same generation is behind the
+// database (fenced for a marker lost since), so it is fenced again.
+func (s *Store[T]) begin(ctx context.Context, keys []string, ops []rediscache.Op, prev []rediscache.Mark) ([]rediscache.Mark, error) {
+	for round := 0; ; round++ {
+		var marks []rediscache.Mark
+		err := s.stepMany(ctx, StepRedisBegin, keys, func() error {
+			if len(ops) == 1 {
+				m, err := s.cache.Begin(ctx, ops[0].Key, ops[0].Token, s.opts.IntentTTL)
+				marks = []rediscache.Mark{m}
+				return err
+			}
+			var errs []error
+			marks, errs = s.cache.BeginMany(ctx, ops, s.opts.IntentTTL)
+			return errors.Join(errs...)
+		})
+		if err != nil {
+			return nil, err
+		}
+		// Stripes to fence: pending markers, and markers behind the DB.
+		todo := map[int]string{}
+		for i, m := range marks {
+			if m.Gen == 0 || prev != nil && prev[i] == m {
+				todo[s.cache.Stripe(ops[i].Key)] = m.Incarnation
+			}
+		}
+		if len(todo) == 0 {
+			return marks, nil
+		}
+		if round >= maxFenceRounds {
+			return nil, errors.Join(ErrUnavailable, errFenceRounds)
+		}
+		for stripe, inc := range todo {
+			if _, err := s.fence(ctx, keyIn(keys, ops, stripe, s), stripe, inc); err != nil {
+				return nil, err
+			}
+		}
+		prev = nil
+	}
+}
+
+// keyIn names one key of the batch in stripe, for the fence's hooks.
+func keyIn[T any](keys []string, ops []rediscache.Op, stripe int, s *Store[T]) string {
+	for i := range ops {
+		if s.cache.Stripe(ops[i].Key) == stripe {
+			return keys[i]
+		}
+	}
+	return ""
 }
 
 // endQuietly clears intents after a write that committed nothing. Failure is

@@ -11,7 +11,6 @@ import (
 	"github.com/memstore/memstore/memtest"
 	"github.com/memstore/memstore/storetest"
 	"github.com/memstore/memstore/strategies"
-	"github.com/memstore/memstore/verify"
 )
 
 func TestMain(m *testing.M) {
@@ -30,11 +29,8 @@ func TestMemstoreConforms(t *testing.T) {
 	t.Parallel()
 	h := storetest.FromFactory(strategies.Memstore())
 	h.MaxColdLoads = 1
-	// memstore's known gap under Redis data loss (verify.DataLossFaults;
-	// verify/testdata/memstore-flush-k2.jsonl) is kept on record there, not
-	// re-rolled here on every run.
-	h.Faults = verify.WithoutDataLoss()
-	storetest.Run(t, h)
+	storetest.Run(t, h) // every fault
+
 }
 
 // Check finds the known-bad strategies out, and names the check that did.

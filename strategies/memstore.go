@@ -8,14 +8,15 @@ import (
 	"github.com/memstore/memstore/codec"
 )
 
-// Memstore is the real store: lease-guarded fills, write intents and the
-// outbox reconciler. The verifier must find it linearizable under every
-// fault.
+// Memstore is the real store: lease-guarded fills, write intents fenced
+// against Redis data loss, and the outbox reconciler. Its guarantee, as the
+// package memstore states it: linearizable per key under every fault the
+// verifier injects, Redis data loss included. The verifier must find it so.
 func Memstore() Factory {
 	return Factory{
 		Name:       "memstore",
 		ExpectPass: true,
-		Doc:        "memstore: per-fill leases, write intents recorded before the DB commit and cleared after it, an outbox reconciler. Linearizable per key.",
+		Doc:        "memstore: per-fill leases, write intents recorded before the DB commit and fenced in the DB when Redis loses them, an outbox reconciler. Linearizable per key under every fault, Redis data loss included.",
 		New: func(ctx context.Context, c Config) (Store, error) {
 			c = c.withDefaults()
 			s, err := memstore.New(c.Redis, c.DB, &memstore.Options[string]{

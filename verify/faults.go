@@ -265,23 +265,3 @@ func (e *engine) heal(ctx context.Context, n fault.Nemesis) {
 		e.env.note("fault %s: heal: %v", n.Name(), err)
 	}
 }
-
-// DataLossFaults are the faults that make Redis lose data (and with it the
-// write intents) while writes are in flight. memstore has a known gap there:
-// see "Faults and limits" in the memstore package documentation and
-// testdata/memstore-flush-k2.jsonl. Tests that require memstore to pass run
-// WithoutDataLoss until the store's generation marker closes the gap.
-func DataLossFaults() []string {
-	return []string{FaultRedisKill, FaultRedisRestart, FaultRedisEvictLRU, FaultEvictKeys, FaultFlush}
-}
-
-// WithoutDataLoss returns FaultNames less DataLossFaults.
-func WithoutDataLoss() []string {
-	var out []string
-	for _, f := range FaultNames() {
-		if !slices.Contains(DataLossFaults(), f) {
-			out = append(out, f)
-		}
-	}
-	return out
-}

@@ -115,11 +115,6 @@ func TestNoFalseAlarmsUnderFaults(t *testing.T) {
 		t.Run(f.Name, func(t *testing.T) {
 			t.Parallel()
 			faults := verify.FaultNames()
-			if f.Name == strategies.Memstore().Name {
-				// memstore's known gap under Redis data loss (see
-				// TestRecordedMemstoreIntentLoss) would make this flaky.
-				faults = verify.WithoutDataLoss()
-			}
 			r := run(t, verify.Config{
 				Store: f, Seed: 3, Processes: 2, Instances: 2, Faults: faults,
 				// Every fault comes once per round: one round.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/memstore/memstore/verify"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,10 +120,8 @@ func parseDoc(t *testing.T, s string) checkDoc {
 func TestCheckMemstorePasses(t *testing.T) {
 	t.Parallel()
 	out := t.TempDir()
-	// Without the Redis data-loss faults: memstore's known gap there
-	// (verify.DataLossFaults) is kept on record in verify's testdata.
-	faults := "--faults=" + strings.Join(verify.WithoutDataLoss(), ",")
-	stdout, stderr, code, err := run(t, "check", "--store=memstore", "--duration=5s", "--json", "--out", out, faults)
+	// The default faults: every one.
+	stdout, stderr, code, err := run(t, "check", "--store=memstore", "--duration=5s", "--json", "--out", out)
 	if code != 0 {
 		t.Fatalf("exit %d (%v), want 0\nstderr:\n%s\nstdout:\n%s", code, err, stderr, stdout)
 	}

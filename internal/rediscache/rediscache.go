@@ -1,16 +1,18 @@
 // Package rediscache is the Redis side of memstore: the key layout, the Lua
 // scripts of the protocol and the mapping of Redis errors.
 //
-// Every logical key lives in one Redis hash named "<namespace>:{<key>}". The
-// braces make the logical key the Cluster hash tag, and every script touches
-// that one hash, so each step is atomic and single-slot on Redis Cluster.
-// Scripts run with EVALSHA and fall back to EVAL on NOSCRIPT (go-redis
-// Script.Run), so a restarted or failed-over server needs no warm-up.
+// Every logical key lives in one Redis hash, "<namespace>:{<key>}", and the
+// write intents of a stripe of keys in one marker hash that shares the
+// key's slot (see layout.go and scripts.go). Every script touches one slot,
+// so each step is atomic and single-slot on Redis Cluster. Scripts run with
+// EVALSHA and fall back to EVAL on NOSCRIPT (go-redis Script.Run), so a
+// restarted or failed-over server needs no warm-up.
 package rediscache
 
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 	"unsafe"
 
@@ -21,16 +23,28 @@ import (
 type Kind uint8
 
 const (
-	Lease  Kind = iota // lease granted: load the DB, then Fill
-	Hit                // Value holds the sealed entry
-	Intent             // a write is in flight: load the DB, do not fill
-	Busy               // another reader holds the lease: wait
+	Lease   Kind = iota // lease granted: load the DB, then Fill
+	Hit                 // Value holds the sealed entry
+	Intent              // a write is in flight: load the DB, do not fill
+	Busy                // another reader holds the lease: wait
+	Pending             // the stripe's marker is pending: Fence it, then retry
 )
 
 // Result is the answer of Get.
 type Result struct {
 	Kind  Kind
 	Value []byte
+	// Incarnation names the pending marker (Kind Pending): the token to
+	// fence the stripe with.
+	Incarnation string
+}
+
+// Mark is what begin saw of the key's stripe: the generation the write must
+// commit under, or 0 while the marker is pending (then the writer fences
+// the stripe with Incarnation before it commits).
+type Mark struct {
+	Gen         int64
+	Incarnation string
 }
 
 // ErrReply marks an unexpected reply shape (a foreign script or a server
@@ -41,20 +55,18 @@ var ErrReply = errors.New("rediscache: unexpected reply")
 type Cache struct {
 	rdb      redis.UniversalClient
 	ns       string
-	lease    time.Duration
-	leaseArg any // ms(lease), boxed once: the hit path allocates nothing for it
+	cluster  bool // a stripe per hash slot; otherwise one for the namespace
+	leaseArg any  // ms(lease), boxed once: the hit path allocates nothing for it
 }
 
-// New returns the cache side of namespace ns, whose fill leases live for
-// lease.
+// New returns the cache side of namespace ns (see CheckNamespace), whose
+// fill leases live for lease.
 func New(rdb redis.UniversalClient, ns string, lease time.Duration) *Cache {
-	return &Cache{rdb: rdb, ns: ns, lease: lease, leaseArg: ms(lease)}
+	_, cluster := rdb.(*redis.ClusterClient)
+	return &Cache{rdb: rdb, ns: ns, cluster: cluster, leaseArg: ms(lease)}
 }
 
-// Client returns the underlying client.
-func (c *Cache) Client() redis.UniversalClient { return c.rdb }
-
-// Key returns the Redis key of a logical key.
+// Key returns the Redis key of a logical key's hash.
 func (c *Cache) Key(key string) string {
 	b := make([]byte, 0, len(c.ns)+len(key)+3)
 	b = append(b, c.ns...)
@@ -62,6 +74,24 @@ func (c *Cache) Key(key string) string {
 	b = append(b, key...)
 	b = append(b, '}')
 	return string(b)
+}
+
+// Stripe returns the stripe of a logical key: its hash slot on a cluster, 0
+// elsewhere.
+func (c *Cache) Stripe(key string) int {
+	if !c.cluster {
+		return 0
+	}
+	return Slot(c.Key(key))
+}
+
+// Marker returns the Redis key of a stripe's marker.
+func (c *Cache) Marker(stripe int) string {
+	return c.ns + ":{" + slotTag(stripe) + "}:m"
+}
+
+func (c *Cache) keys(key string) []string {
+	return []string{c.Key(key), c.Marker(c.Stripe(key))}
 }
 
 func ms(d time.Duration) int64 {
@@ -73,11 +103,9 @@ func ms(d time.Duration) int64 {
 }
 
 // Hit reads the cached entry with one plain HGET: the hit path. A value
-// present in the hash is always current, because every script keeps the
-// invariant "v present => no intent": begin drops v, a fill is refused while
-// an intent lives (and purges expired ones before it installs), end and
-// repair only drop. So a hit needs neither Lua nor a token; only a miss runs
-// the get script. found is false on a miss.
+// present in the hash is always current (see the rules in scripts.go), so a
+// hit needs neither Lua nor a token; only a miss runs the get script. found
+// is false on a miss.
 func (c *Cache) Hit(ctx context.Context, key string) (entry []byte, found bool, err error) {
 	cmd := redis.NewStringCmd(ctx, "hget", c.Key(key), "v")
 	_ = c.rdb.Process(ctx, cmd)
@@ -94,30 +122,20 @@ func (c *Cache) Hit(ctx context.Context, key string) (entry []byte, found bool, 
 }
 
 // Get runs the get script: a hit, or a lease for token, or the reason there
-// is neither. The NOSCRIPT fallback is the same as Script.Run's.
+// is neither.
 func (c *Cache) Get(ctx context.Context, key, token string, force bool) (Result, error) {
 	f := argNo
 	if force {
 		f = argYes
 	}
-	k := c.Key(key)
-	cmd := redis.NewCmd(ctx, "evalsha", getSHA, argOne, k, token, c.leaseArg, f)
-	_ = c.rdb.Process(ctx, cmd)
-	if isNoScript(cmd.Err()) {
-		cmd = redis.NewCmd(ctx, "eval", getSrc, argOne, k, token, c.leaseArg, f)
-		_ = c.rdb.Process(ctx, cmd)
-	}
-	v, err := cmd.Result()
+	v, err := getScript.Run(ctx, c.rdb, c.keys(key), token, c.leaseArg, f).Result()
 	if err != nil {
 		return Result{}, err
 	}
 	return parseGet(v)
 }
 
-var (
-	getSHA, getSrc        any = getScript.Hash(), getSource
-	argOne, argNo, argYes any = 1, "0", "1"
-)
+var argNo, argYes any = "0", "1"
 
 func parseGet(v any) (Result, error) {
 	switch v := v.(type) {
@@ -134,32 +152,74 @@ func parseGet(v any) (Result, error) {
 		case 3:
 			return Result{Kind: Busy}, nil
 		}
+	case []any:
+		if len(v) == 2 && v[0] == int64(4) {
+			if pt, ok := v[1].(string); ok {
+				return Result{Kind: Pending, Incarnation: pt}, nil
+			}
+		}
 	}
 	return Result{}, ErrReply
+}
+
+func parseMark(v any) (Mark, error) {
+	r, ok := v.([]any)
+	if !ok || len(r) != 2 {
+		return Mark{}, ErrReply
+	}
+	pt, ok := r[1].(string)
+	if !ok {
+		return Mark{}, ErrReply
+	}
+	m := Mark{Incarnation: pt}
+	switch g := r[0].(type) {
+	case nil:
+	case string:
+		n, err := strconv.ParseInt(g, 10, 64)
+		if err != nil || n <= 0 {
+			return Mark{}, ErrReply
+		}
+		m.Gen = n
+	default:
+		return Mark{}, ErrReply
+	}
+	return m, nil
 }
 
 // Fill installs a sealed entry under the lease token. It reports whether the
 // entry was installed.
 func (c *Cache) Fill(ctx context.Context, key, token string, sealed []byte, version uint64, ttl time.Duration) (bool, error) {
-	n, err := fillScript.Run(ctx, c.rdb, []string{c.Key(key)}, token, sealed, version, ms(ttl)).Int64()
+	n, err := fillScript.Run(ctx, c.rdb, c.keys(key), token, sealed, version, ms(ttl)).Int64()
 	return n == 1, err
 }
 
 // Begin records a write intent with the given lifetime and drops the value
-// and any lease.
-func (c *Cache) Begin(ctx context.Context, key, token string, life time.Duration) error {
-	return beginScript.Run(ctx, c.rdb, []string{c.Key(key)}, token, ms(life)).Err()
+// and any lease. The Mark says which generation the write must commit under.
+func (c *Cache) Begin(ctx context.Context, key, token string, life time.Duration) (Mark, error) {
+	v, err := beginScript.Run(ctx, c.rdb, c.keys(key), token, ms(life)).Result()
+	if err != nil {
+		return Mark{}, err
+	}
+	return parseMark(v)
 }
 
-// End clears the intent and drops the value and any lease.
+// End clears the intent.
 func (c *Cache) End(ctx context.Context, key, token string) error {
-	return endScript.Run(ctx, c.rdb, []string{c.Key(key)}, token).Err()
+	return endScript.Run(ctx, c.rdb, c.keys(key), token).Err()
 }
 
 // Repair is the reconciler's end for a committed write of version.
 // It reports whether a stale value was dropped.
 func (c *Cache) Repair(ctx context.Context, key, token string, version uint64) (bool, error) {
-	n, err := repairScript.Run(ctx, c.rdb, []string{c.Key(key)}, token, version).Int64()
+	n, err := repairScript.Run(ctx, c.rdb, c.keys(key), token, version).Int64()
+	return n == 1, err
+}
+
+// Confirm records gen, the generation the database fenced a stripe at, in
+// the stripe's marker if it is still the incarnation that asked. It reports
+// whether it was.
+func (c *Cache) Confirm(ctx context.Context, stripe int, incarnation string, gen int64) (bool, error) {
+	n, err := confirmScript.Run(ctx, c.rdb, []string{c.Marker(stripe)}, incarnation, gen).Int64()
 	return n == 1, err
 }
 
@@ -174,25 +234,6 @@ func (c *Cache) Drop(ctx context.Context, key string, seen []byte) error {
 		seen = []byte{}
 	}
 	return dropScript.Run(ctx, c.rdb, []string{c.Key(key)}, seen).Err()
-}
-
-// Peek returns the cached entry's bytes without touching leases or intents
-// (for convergence checks and tests).
-func (c *Cache) Peek(ctx context.Context, key string) ([]byte, bool, error) {
-	s, err := c.rdb.HGet(ctx, c.Key(key), "v").Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	return []byte(s), true, nil
-}
-
-// Poke overwrites the cached entry's bytes (tests and fault injection use it
-// to plant corrupt or foreign entries).
-func (c *Cache) Poke(ctx context.Context, key string, raw []byte) error {
-	return c.rdb.HSet(ctx, c.Key(key), "v", raw).Err()
 }
 
 // Op is one key's request in a pipelined batch.
@@ -214,14 +255,16 @@ func (c *Cache) GetMany(ctx context.Context, ops []Op) ([]Result, []error) {
 		}
 		return nil
 	})
-	var miss []int
+	var miss []Op
+	var at []int
 	for i, cmd := range hits {
 		v, err := cmd.Result()
 		switch {
 		case err == nil:
 			res[i] = Result{Kind: Hit, Value: []byte(v)}
 		case errors.Is(err, redis.Nil):
-			miss = append(miss, i)
+			miss = append(miss, ops[i])
+			at = append(at, i)
 		default:
 			errs[i] = err
 		}
@@ -229,40 +272,30 @@ func (c *Cache) GetMany(ctx context.Context, ops []Op) ([]Result, []error) {
 	if len(miss) == 0 {
 		return res, errs
 	}
-	cmds := make([]*redis.Cmd, len(miss))
-	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for j, i := range miss {
-			cmds[j] = getScript.EvalSha(ctx, p, []string{c.Key(ops[i].Key)}, ops[i].Token, c.leaseArg, "0")
+	cmds, cmdErrs := c.many(ctx, miss, getScript, func(o Op) []any { return []any{o.Token, c.leaseArg, argNo} })
+	for j, i := range at {
+		if errs[i] = cmdErrs[j]; errs[i] == nil {
+			res[i], errs[i] = parseGet(cmds[j])
 		}
-		return nil
-	})
-	for j, cmd := range cmds {
-		i := miss[j]
-		v, err := cmd.Result()
-		if err != nil && isNoScript(err) {
-			// A server that lost its script cache (restart, failover)
-			// answers NOSCRIPT; run the key again with the EVAL fallback.
-			res[i], errs[i] = c.Get(ctx, ops[i].Key, ops[i].Token, false)
-			continue
-		}
-		if err != nil {
-			errs[i] = err
-			continue
-		}
-		res[i], errs[i] = parseGet(v)
 	}
 	return res, errs
 }
 
 // FillMany pipelines Fill. It reports which entries were installed.
 func (c *Cache) FillMany(ctx context.Context, ops []Op) ([]bool, []error) {
-	return c.many(ctx, ops, fillScript, func(o Op) []any { return []any{o.Token, o.Sealed, o.Version, ms(o.TTL)} })
+	return c.manyInts(ctx, ops, fillScript, func(o Op) []any { return []any{o.Token, o.Sealed, o.Version, ms(o.TTL)} })
 }
 
 // BeginMany pipelines Begin.
-func (c *Cache) BeginMany(ctx context.Context, ops []Op, life time.Duration) []error {
-	_, errs := c.many(ctx, ops, beginScript, func(o Op) []any { return []any{o.Token, ms(life)} })
-	return errs
+func (c *Cache) BeginMany(ctx context.Context, ops []Op, life time.Duration) ([]Mark, []error) {
+	vals, errs := c.many(ctx, ops, beginScript, func(o Op) []any { return []any{o.Token, ms(life)} })
+	marks := make([]Mark, len(ops))
+	for i := range ops {
+		if errs[i] == nil {
+			marks[i], errs[i] = parseMark(vals[i])
+		}
+	}
+	return marks, errs
 }
 
 // EndMany pipelines End.
@@ -273,32 +306,43 @@ func (c *Cache) EndMany(ctx context.Context, ops []Op) []error {
 
 // RepairMany pipelines Repair.
 func (c *Cache) RepairMany(ctx context.Context, ops []Op) ([]bool, []error) {
-	return c.many(ctx, ops, repairScript, func(o Op) []any { return []any{o.Token, o.Version} })
+	return c.manyInts(ctx, ops, repairScript, func(o Op) []any { return []any{o.Token, o.Version} })
 }
 
-func (c *Cache) many(ctx context.Context, ops []Op, s *redis.Script, args func(Op) []any) ([]bool, []error) {
-	run := func(cmdr redis.Cmdable, i int, sha bool) *redis.Cmd {
-		if sha {
-			return s.EvalSha(ctx, cmdr, []string{c.Key(ops[i].Key)}, args(ops[i])...)
+func (c *Cache) manyInts(ctx context.Context, ops []Op, s *redis.Script, args func(Op) []any) ([]bool, []error) {
+	vals, errs := c.many(ctx, ops, s, args)
+	oks := make([]bool, len(ops))
+	for i, v := range vals {
+		if errs[i] == nil {
+			n, ok := v.(int64)
+			oks[i] = ok && n == 1
+			if !ok {
+				errs[i] = ErrReply
+			}
 		}
-		return s.Eval(ctx, cmdr, []string{c.Key(ops[i].Key)}, args(ops[i])...)
 	}
+	return oks, errs
+}
+
+// many pipelines script s over ops (EVALSHA; a key whose server answers
+// NOSCRIPT, after a restart or failover, runs again with EVAL).
+func (c *Cache) many(ctx context.Context, ops []Op, s *redis.Script, args func(Op) []any) ([]any, []error) {
 	cmds := make([]*redis.Cmd, len(ops))
 	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i := range ops {
-			cmds[i] = run(p, i, true)
+		for i, o := range ops {
+			cmds[i] = s.EvalSha(ctx, p, c.keys(o.Key), args(o)...)
 		}
 		return nil
 	})
-	oks, errs := make([]bool, len(ops)), make([]error, len(ops))
+	vals, errs := make([]any, len(ops)), make([]error, len(ops))
 	for i, cmd := range cmds {
-		n, err := cmd.Int64()
-		if err != nil && isNoScript(err) {
-			n, err = run(c.rdb, i, false).Int64()
+		v, err := cmd.Result()
+		if isNoScript(err) {
+			v, err = s.Eval(ctx, c.rdb, c.keys(ops[i].Key), args(ops[i])...).Result()
 		}
-		oks[i], errs[i] = n == 1, err
+		vals[i], errs[i] = v, err
 	}
-	return oks, errs
+	return vals, errs
 }
 
 func isNoScript(err error) bool {

@@ -2,128 +2,165 @@ package rediscache
 
 import "github.com/redis/go-redis/v9"
 
-// Each script touches exactly one key: the hash that holds a logical key's
-// whole cache state. Its fields:
+// The scripts touch a key's hash (KEYS[1]) and, where they need intents or
+// the generation, its stripe's marker (KEYS[2]); both share one slot.
+//
+// Key hash fields:
 //
 //	v        the sealed entry (codec header + payload), or absent
 //	ver      the row version of v (kept apart so scripts compare it cheaply)
-//	l, ld    the fill lease: its token and deadline (ms since the epoch, Redis clock)
-//	i:<tok>  one field per write intent, value = its deadline
-//	in, idl  the number of intent fields and the latest intent deadline
+//	l, ld    the fill lease: its token and deadline (ms, Redis clock)
+//	lg       the marker generation the lease was granted under
 //
-// Invariant: v is present only while no live intent is. begin drops v, a fill
-// is refused while an intent lives, and end only drops. So a hit needs no
-// other check, and the hit path is one HMGET inside one EVALSHA.
+// Marker fields:
+//
+//	pt       the marker's incarnation token, set when it is created
+//	g        the generation the database confirmed for this incarnation;
+//	         absent while the marker is pending
+//	i:<hash> the live write intents of one key: "<deadline> <tok> <tok>..."
+//
+// Rules, and why they make Redis data loss harmless:
+//
+//   - v is present only while no intent of its key lives: begin records the
+//     intent and drops v and the lease in one script, and a lease is never
+//     granted while an intent lives. So a hit is one plain HGET of v.
+//   - Intents live in the marker, not in the key's hash, so evicting a key's
+//     hash loses only its value and lease: never the fact that a write is in
+//     flight.
+//   - Losing a marker (flush, restart, eviction) loses intents. A new marker
+//     is pending: no lease is granted in it until the database has fenced
+//     the stripe (bumped its generation, which makes every write that began
+//     under the old marker fail its commit) and the marker holds the new
+//     generation. A fill must be granted and land under the same generation.
+//     Writers commit only if the stripe's generation in the database is
+//     still the one they began under.
 
-// now returns the Redis server's clock in ms; every deadline uses it, so
-// client clocks never matter.
-const luaNow = `
+// luaLib is shared by the scripts that read intents or the marker.
+const luaLib = `
 local function now()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function purge_intents(h)
-  local f = redis.call('HKEYS', h)
-  for _, k in ipairs(f) do
-    if string.sub(k, 1, 2) == 'i:' then redis.call('HDEL', h, k) end
+-- intent returns the live intent record of hash h in marker m, deleting it
+-- once its deadline (the latest of its writers') has passed: those writers
+-- crashed or gave up, since a writer aborts well before its deadline.
+local function intent(m, h, t)
+  local f = 'i:' .. h
+  local s = redis.call('HGET', m, f)
+  if not s then return nil end
+  if t < tonumber(string.match(s, '^%d+')) then return s end
+  redis.call('HDEL', m, f)
+  return nil
+end
+-- marker returns the marker's confirmed generation (false while pending)
+-- and its incarnation token, creating a pending marker named pt if there is
+-- none.
+local function marker(m, pt)
+  local r = redis.call('HMGET', m, 'pt', 'g')
+  if r[1] then return r[2], r[1] end
+  redis.call('HSET', m, 'pt', pt)
+  return false, pt
+end
+-- unintent removes token tok from hash h's intents in marker m.
+local function unintent(m, h, tok)
+  local f = 'i:' .. h
+  local s = redis.call('HGET', m, f)
+  if not s then return end
+  local d, toks = string.match(s, '^(%d+)(.*)$')
+  local rest = {}
+  for t in string.gmatch(toks, '%S+') do
+    if t ~= tok then rest[#rest + 1] = t end
   end
-  redis.call('HDEL', h, 'in', 'idl')
-end
--- live_intent reports whether any intent is live, purging them all once the
--- latest deadline has passed (their writers crashed or stalled).
-local function live_intent(h, n, idl, t)
-  if not n or tonumber(n) <= 0 then return false end
-  if t < tonumber(idl or '0') then return true end
-  purge_intents(h)
-  return false
-end
-local function at_least(h, ms)
-  local p = redis.call('PTTL', h)
-  if p < ms then redis.call('PEXPIRE', h, ms) end
+  if #rest == 0 then
+    redis.call('HDEL', m, f)
+  else
+    redis.call('HSET', m, f, d .. ' ' .. table.concat(rest, ' '))
+  end
 end
 `
 
-// getScript: KEYS[1] hash; ARGV token, lease ms, force ("1": take the lease
-// over from another holder). Replies:
+// getScript: KEYS hash, marker; ARGV token, lease ms, force ("1": take the
+// lease over from another holder). Replies:
 //
-//	bulk v   hit: the sealed entry (a bulk reply, so a hit costs the client
-//	         no more parsing than a GET)
-//	0        lease granted to token: read the DB, then fill
-//	2        a write is in flight: read the DB, do not fill
-//	3        another reader holds the lease: wait and retry
+//	bulk v     hit: the sealed entry
+//	0          lease granted to token: read the DB, then fill
+//	2          a write is in flight: read the DB, do not fill
+//	3          another reader holds the lease: wait and retry
+//	{4, pt}    the marker is pending: fence the stripe, then retry
 var getScript = redis.NewScript(getSource)
 
-const getSource = luaNow + `
-local h = KEYS[1]
-local r = redis.call('HMGET', h, 'v', 'in')
-if r[1] and not r[2] then return r[1] end
+const getSource = luaLib + `
+local h, m = KEYS[1], KEYS[2]
+local v = redis.call('HGET', h, 'v')
+if v then return v end
+local g, pt = marker(m, ARGV[1])
+if not g then return {4, pt} end
 local t = now()
-if r[2] and live_intent(h, r[2], redis.call('HGET', h, 'idl'), t) then return 2 end
-if r[1] then return r[1] end
+if intent(m, h, t) then return 2 end
 local l = redis.call('HMGET', h, 'l', 'ld')
 if l[1] and t < tonumber(l[2]) and ARGV[3] ~= '1' then return 3 end
 local ms = tonumber(ARGV[2])
-redis.call('HSET', h, 'l', ARGV[1], 'ld', t + ms)
-at_least(h, ms + 1000)
+redis.call('HSET', h, 'l', ARGV[1], 'ld', t + ms, 'lg', g)
+if redis.call('PTTL', h) < ms + 1000 then redis.call('PEXPIRE', h, ms + 1000) end
 return 0
 `
 
-// fillScript: KEYS[1] hash; ARGV token, sealed entry, version, ttl ms.
-// Installs the entry only if the same lease is still held and unexpired and
-// no intent is live. Replies 1 if installed, 0 if refused.
-var fillScript = redis.NewScript(luaNow + `
-local h = KEYS[1]
-local r = redis.call('HMGET', h, 'l', 'ld', 'in', 'idl')
+// fillScript: KEYS hash, marker; ARGV token, sealed entry, version, ttl ms.
+// Installs the entry only if the same lease is still held, unexpired, and
+// was granted under the marker's current generation. Replies 1 if
+// installed, 0 if refused. No intent can live here: begin drops the lease,
+// and no lease is granted while an intent lives.
+var fillScript = redis.NewScript(`
+local h, m = KEYS[1], KEYS[2]
+local r = redis.call('HMGET', h, 'l', 'ld', 'lg')
 if r[1] ~= ARGV[1] then return 0 end
-local t = now()
-redis.call('HDEL', h, 'l', 'ld')
-if t >= tonumber(r[2]) then return 0 end
-if live_intent(h, r[3], r[4], t) then return 0 end
+redis.call('HDEL', h, 'l', 'ld', 'lg')
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) >= tonumber(r[2]) then return 0 end
+local g = redis.call('HGET', m, 'g')
+if not g or g ~= r[3] then return 0 end
 redis.call('HSET', h, 'v', ARGV[2], 'ver', ARGV[3])
 redis.call('PEXPIRE', h, tonumber(ARGV[4]))
 return 1
 `)
 
-// beginScript: KEYS[1] hash; ARGV token, intent ms. Records the write
-// intent and drops the value and any fill lease, so no fill that started
-// before the write can land.
-var beginScript = redis.NewScript(luaNow + `
-local h = KEYS[1]
+// beginScript: KEYS hash, marker; ARGV token, intent ms. Records the write
+// intent in the marker (creating a pending one if it was lost) and drops the
+// key's value and lease, so no fill that started before the write can land.
+// Replies {generation or nil while pending, incarnation token}. Running it
+// twice for one token records one intent.
+var beginScript = redis.NewScript(luaLib + `
+local h, m = KEYS[1], KEYS[2]
+local g, pt = marker(m, ARGV[1])
 local t = now()
 local d = t + tonumber(ARGV[2])
-if redis.call('HSETNX', h, 'i:' .. ARGV[1], d) == 1 then
-  redis.call('HINCRBY', h, 'in', 1)
+local s = intent(m, h, t)
+if not s then
+  s = string.format('%.0f', d) .. ' ' .. ARGV[1]
+else
+  local old, toks = string.match(s, '^(%d+)(.*)$')
+  if not string.find(toks .. ' ', ' ' .. ARGV[1] .. ' ', 1, true) then toks = toks .. ' ' .. ARGV[1] end
+  s = string.format('%.0f', math.max(tonumber(old), d)) .. toks
 end
-local idl = tonumber(redis.call('HGET', h, 'idl') or '0')
-if d > idl then redis.call('HSET', h, 'idl', d) end
-redis.call('HDEL', h, 'v', 'ver', 'l', 'ld')
-at_least(h, tonumber(ARGV[2]) + 1000)
+redis.call('HSET', m, 'i:' .. h, s)
+redis.call('HDEL', h, 'v', 'ver', 'l', 'ld', 'lg')
+return {g, pt}
+`)
+
+// endScript: KEYS hash, marker; ARGV token. Clears this write's intent. It
+// leaves the key's hash alone: nothing can have been filled while the
+// intent lived, and a fill under a newer generation read the committed row.
+var endScript = redis.NewScript(luaLib + `
+unintent(KEYS[2], KEYS[1], ARGV[1])
 return 1
 `)
 
-// endScript: KEYS[1] hash; ARGV token. Clears this write's intent and drops
-// the value and any lease again: if the intent was lost (eviction, restart),
-// a reader may have taken a lease and read the old row during the write, and
-// dropping the lease voids that fill. It never installs a value: after data
-// loss no script can prove a version is the newest.
-var endScript = redis.NewScript(`
+// repairScript: KEYS hash, marker; ARGV token, version. The reconciler's end
+// for an outbox row: clears the intent if it is still there and drops a
+// cached value older than the committed version. Replies 1 if it dropped one.
+var repairScript = redis.NewScript(luaLib + `
 local h = KEYS[1]
-if redis.call('HDEL', h, 'i:' .. ARGV[1]) == 1 then
-  if redis.call('HINCRBY', h, 'in', -1) <= 0 then redis.call('HDEL', h, 'in', 'idl') end
-end
-redis.call('HDEL', h, 'v', 'ver', 'l', 'ld')
-return 1
-`)
-
-// repairScript: KEYS[1] hash; ARGV token, version. The reconciler's end for
-// an outbox row: clears the intent if it is still there and drops a cached
-// value older than the committed version (a fill that slipped in while the
-// intent was lost). A value at or past that version is current and stays.
-var repairScript = redis.NewScript(`
-local h = KEYS[1]
-if redis.call('HDEL', h, 'i:' .. ARGV[1]) == 1 then
-  if redis.call('HINCRBY', h, 'in', -1) <= 0 then redis.call('HDEL', h, 'in', 'idl') end
-end
+unintent(KEYS[2], h, ARGV[1])
 local ver = redis.call('HGET', h, 'ver')
 if ver and tonumber(ver) < tonumber(ARGV[2]) then
   redis.call('HDEL', h, 'v', 'ver')
@@ -136,17 +173,28 @@ end
 return 0
 `)
 
-// unleaseScript: KEYS[1] hash; ARGV token. Gives up a lease this reader
-// holds (its DB read failed), so waiters need not wait out the deadline.
+// confirmScript: KEYS marker; ARGV incarnation token, generation. Records
+// the generation the database fenced the stripe at, if the marker is still
+// the incarnation that asked for it. Replies 1 if so, 0 if the marker was
+// lost (or replaced) meanwhile.
+var confirmScript = redis.NewScript(`
+local r = redis.call('HMGET', KEYS[1], 'pt', 'g')
+if r[1] ~= ARGV[1] then return 0 end
+if not r[2] or tonumber(r[2]) < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], 'g', ARGV[2]) end
+return 1
+`)
+
+// unleaseScript: KEYS hash; ARGV token. Gives up a lease this reader holds
+// (its DB read failed), so waiters need not wait out the deadline.
 var unleaseScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'l') == ARGV[1] then
-  redis.call('HDEL', KEYS[1], 'l', 'ld')
+  redis.call('HDEL', KEYS[1], 'l', 'ld', 'lg')
   return 1
 end
 return 0
 `)
 
-// dropScript: KEYS[1] hash; ARGV bytes. Drops the value if it still equals
+// dropScript: KEYS hash; ARGV bytes. Drops the value if it still equals
 // the bytes given (a corrupt or foreign entry seen by a reader), so a fresh
 // entry installed meanwhile survives. An empty ARGV drops any value.
 var dropScript = redis.NewScript(`

@@ -1,11 +1,14 @@
 // Package sqlstore is the database side of memstore: the schema, the row
-// queries and the outbox, for SQLite (modernc.org/sqlite) and PostgreSQL
-// (pgx's database/sql driver) through one *sql.DB.
+// queries, the outbox and the stripe fences, for SQLite (modernc.org/sqlite)
+// and PostgreSQL (pgx's database/sql driver) through one *sql.DB.
 //
-// The database is the source of truth. Every write runs in one transaction
-// that upserts (or tombstones) the row, bumps its version and inserts an
-// outbox row naming the write's intent token, so a crash between the commit
-// and the cache invalidation is repaired by the reconciler.
+// The database is the source of truth. A write is one statement per row
+// that upserts (or tombstones) the row and bumps its version, only if the
+// row's stripe is still at the fence generation the write began under; a
+// trigger inserts the outbox row naming the write's intent token in the
+// same statement, so a crash between the commit and the cache invalidation
+// is repaired by the reconciler. The statements are the same text on both
+// dialects, with placeholders rebound.
 package sqlstore
 
 import (
@@ -17,6 +20,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -61,6 +65,10 @@ var (
 	// ErrCommitUnknown: the commit was sent but its result was lost; the
 	// write may or may not be applied.
 	ErrCommitUnknown = errors.New("sqlstore: commit outcome unknown")
+	// ErrFenced: a stripe's generation moved on since the write's intent was
+	// recorded (Redis lost the intent, and a reader fenced the stripe).
+	// Nothing was written.
+	ErrFenced = errors.New("sqlstore: stripe fenced since the write began")
 )
 
 // Row is one entry as the database holds it.
@@ -80,8 +88,15 @@ type Write struct {
 	Format uint8
 	TTL    time.Duration
 	Delete bool    // write a tombstone instead of a value
-	Expect *uint64 // compare-and-set: apply only if the row's version is *Expect (0: no live row)
+	Expect *uint64 // compare-and-set: apply only if the row's version is *Expect (0: no row yet)
 	Token  string  // the intent token, kept in the outbox for the reconciler
+	// Stripe and Gen: the write commits only if the stripe's fence
+	// generation is still Gen, the one its intent was recorded under.
+	// Unfenced skips that check, for a write that could record no intent
+	// (Redis unreachable, and the store told to write anyway).
+	Stripe   int
+	Gen      int64
+	Unfenced bool
 }
 
 // OutboxRow is a committed write whose cache invalidation may not have run.
@@ -98,34 +113,61 @@ type DB struct {
 	db      *sql.DB
 	dialect Dialect
 	ns      string
-	q       queries
-	// writeMu serialises this store's SQLite write transactions. SQLite
-	// has one writer at a time anyway; waiting here is a queue, while
-	// waiting in the driver is busy_timeout's sleep-and-poll, whose tail at
-	// 16 writers reached seconds.
+	// writeMu serialises this store's SQLite writes. SQLite has one writer
+	// at a time anyway; waiting here is a queue, while waiting in the
+	// driver is busy_timeout's sleep-and-poll, whose tail at 16 writers
+	// reached seconds.
 	writeMu chan struct{}
+
+	q queries
+	// stmts are the hot statements, prepared once (database/sql keeps
+	// them per connection): re-parsing every statement was a quarter of a
+	// write's CPU on SQLite.
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt
 }
 
-// lockWrites takes the SQLite write queue, honouring ctx. It returns the
-// release function (a no-op on PostgreSQL, which has row locks).
-func (d *DB) lockWrites(ctx context.Context) (func(), error) {
-	if d.dialect != SQLite {
-		return func() {}, nil
-	}
-	select {
-	case d.writeMu <- struct{}{}:
-		return func() { <-d.writeMu }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
+// The statements, in ? placeholders, rebound for PostgreSQL by New.
+//
+// The fence check rides in every write: on PostgreSQL it takes a share lock
+// on the stripe's fence row, which a fence (an update of that row) waits
+// for, and which waits for a fence in progress and then re-reads the row: a
+// write either commits before a fence or sees it and writes nothing. On
+// SQLite every write and fence is serialised anyway.
+const (
+	fenceCheck = `(? = 0 OR EXISTS (SELECT 1 FROM memstore_fences WHERE ns = ? AND stripe = ? AND gen = ?%s))`
+
+	qUpsert = `INSERT INTO memstore_entries (ns, key, value, format, version, ttl_ms, tombstone, updated_at, token)
+SELECT ?, ?, ?, ?, 1, ?, ?, ?, ? WHERE ` + fenceCheck + `
+ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, format = excluded.format,
+  version = memstore_entries.version + 1, ttl_ms = excluded.ttl_ms, tombstone = excluded.tombstone,
+  updated_at = excluded.updated_at, token = excluded.token
+RETURNING version`
+
+	qCasInsert = `INSERT INTO memstore_entries (ns, key, value, format, version, ttl_ms, tombstone, updated_at, token)
+SELECT ?, ?, ?, ?, 1, ?, ?, ?, ? WHERE ` + fenceCheck + `
+ON CONFLICT (ns, key) DO NOTHING
+RETURNING version`
+
+	qCas = `UPDATE memstore_entries SET value = ?, format = ?, version = version + 1, ttl_ms = ?,
+  tombstone = ?, updated_at = ?, token = ?
+WHERE ns = ? AND key = ? AND version = ? AND ` + fenceCheck + `
+RETURNING version`
+
+	qFence = `INSERT INTO memstore_fences (ns, stripe, gen, incarnation) VALUES (?, ?, 1, ?)
+ON CONFLICT (ns, stripe) DO UPDATE SET
+  gen = CASE WHEN memstore_fences.incarnation = excluded.incarnation THEN memstore_fences.gen ELSE memstore_fences.gen + 1 END,
+  incarnation = excluded.incarnation
+RETURNING gen`
+
+	qGen       = `SELECT gen FROM memstore_fences WHERE ns = ? AND stripe = ?`
+	qLoad      = `SELECT value, format, version, ttl_ms, tombstone FROM memstore_entries WHERE ns = ? AND key = ?`
+	qPending   = `SELECT id, key, version, token, created_ms FROM memstore_outbox WHERE ns = ? AND created_ms <= ? ORDER BY id LIMIT ?`
+	qDelOutbox = `DELETE FROM memstore_outbox WHERE ns = ? AND id = ? AND token = ?`
+)
 
 type queries struct {
-	load, upsert, cas, casInsert, outbox, pending, delOutbox string
-	// PostgreSQL only: a single write as one statement (row and outbox row
-	// in one data-modifying CTE): one round trip instead of BEGIN, two
-	// statements and COMMIT.
-	pgUpsert, pgCas, pgCasInsert string
+	upsert, casInsert, cas, fence, gen, load, pending, delOutbox string
 }
 
 // New returns the queries for namespace ns on db. dialect Unknown detects it.
@@ -136,50 +178,16 @@ func New(db *sql.DB, dialect Dialect, ns string) (*DB, error) {
 	if dialect == Unknown {
 		return nil, fmt.Errorf("sqlstore: cannot tell the SQL dialect of driver %T; set Options.Dialect", db.Driver())
 	}
-	d := &DB{db: db, dialect: dialect, ns: ns, writeMu: make(chan struct{}, 1)}
-	d.q = queries{
-		load: d.rebind(`SELECT value, format, version, ttl_ms, tombstone FROM memstore_entries WHERE ns = ? AND key = ?`),
-		upsert: d.rebind(`INSERT INTO memstore_entries (ns, key, value, format, version, ttl_ms, tombstone, updated_at)
-VALUES (?, ?, ?, ?, 1, ?, ?, ?)
-ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, format = excluded.format,
-  version = memstore_entries.version + 1, ttl_ms = excluded.ttl_ms, tombstone = excluded.tombstone,
-  updated_at = excluded.updated_at
-RETURNING version`),
-		cas: d.rebind(`UPDATE memstore_entries SET value = ?, format = ?, version = version + 1, ttl_ms = ?,
-  tombstone = ?, updated_at = ?
-WHERE ns = ? AND key = ? AND version = ?
-RETURNING version`),
-		casInsert: d.rebind(`INSERT INTO memstore_entries (ns, key, value, format, version, ttl_ms, tombstone, updated_at)
-VALUES (?, ?, ?, ?, 1, ?, ?, ?)
-ON CONFLICT (ns, key) DO NOTHING
-RETURNING version`),
-		outbox:    d.rebind(`INSERT INTO memstore_outbox (ns, key, version, token, created_ms) VALUES (?, ?, ?, ?, ?)`),
-		pending:   d.rebind(`SELECT id, key, version, token, created_ms FROM memstore_outbox WHERE ns = ? AND created_ms <= ? ORDER BY id LIMIT ?`),
-		delOutbox: d.rebind(`DELETE FROM memstore_outbox WHERE ns = ? AND id = ? AND token = ?`),
-	}
+	d := &DB{db: db, dialect: dialect, ns: ns, writeMu: make(chan struct{}, 1), stmts: map[string]*sql.Stmt{}}
+	lock := ""
 	if dialect == Postgres {
-		const outbox = `
-INSERT INTO memstore_outbox (ns, key, version, token, created_ms)
-SELECT ns, key, version, $TOKEN, updated_at FROM w
-RETURNING version`
-		pg := func(q string, token int) string {
-			return "WITH w AS (" + strings.Replace(d.rebind(q), "RETURNING version", "RETURNING ns, key, version, updated_at", 1) + ")" +
-				strings.Replace(outbox, "$TOKEN", "$"+strconv.Itoa(token), 1)
-		}
-		d.q.pgUpsert = pg(`INSERT INTO memstore_entries (ns, key, value, format, version, ttl_ms, tombstone, updated_at)
-VALUES (?, ?, ?, ?, 1, ?, ?, ?)
-ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, format = excluded.format,
-  version = memstore_entries.version + 1, ttl_ms = excluded.ttl_ms, tombstone = excluded.tombstone,
-  updated_at = excluded.updated_at
-RETURNING version`, 8)
-		d.q.pgCasInsert = pg(`INSERT INTO memstore_entries (ns, key, value, format, version, ttl_ms, tombstone, updated_at)
-VALUES (?, ?, ?, ?, 1, ?, ?, ?)
-ON CONFLICT (ns, key) DO NOTHING
-RETURNING version`, 8)
-		d.q.pgCas = pg(`UPDATE memstore_entries SET value = ?, format = ?, version = version + 1, ttl_ms = ?,
-  tombstone = ?, updated_at = ?
-WHERE ns = ? AND key = ? AND version = ?
-RETURNING version`, 9)
+		lock = " FOR SHARE"
+	}
+	w := func(q string) string { return d.rebind(strings.Replace(q, "%s", lock, 1)) }
+	d.q = queries{
+		upsert: w(qUpsert), casInsert: w(qCasInsert), cas: w(qCas),
+		fence: d.rebind(qFence), gen: d.rebind(qGen), load: d.rebind(qLoad),
+		pending: d.rebind(qPending), delOutbox: d.rebind(qDelOutbox),
 	}
 	return d, nil
 }
@@ -210,6 +218,48 @@ func Rebind(d Dialect, q string) string {
 	return b.String()
 }
 
+// stmt returns q prepared on the pool, preparing it on first use (not in
+// New: the tables may not exist before Migrate).
+func (d *DB) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	d.stmtMu.Lock()
+	defer d.stmtMu.Unlock()
+	if s := d.stmts[q]; s != nil {
+		return s, nil
+	}
+	s, err := d.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	d.stmts[q] = s
+	return s, nil
+}
+
+// queryRow runs a prepared q on tx, or on the pool when tx is nil.
+func (d *DB) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Row, error) {
+	s, err := d.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if tx != nil {
+		s = tx.StmtContext(ctx, s)
+	}
+	return s.QueryRowContext(ctx, args...), nil
+}
+
+// lockWrites takes the SQLite write queue, honouring ctx. It returns the
+// release function (a no-op on PostgreSQL, which has row locks).
+func (d *DB) lockWrites(ctx context.Context) (func(), error) {
+	if d.dialect != SQLite {
+		return func() {}, nil
+	}
+	select {
+	case d.writeMu <- struct{}{}:
+		return func() { <-d.writeMu }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // Migrate creates the tables if they do not exist. It is idempotent.
 func (d *DB) Migrate(ctx context.Context) error {
 	// SQLite: a plain INTEGER PRIMARY KEY is the rowid. AUTOINCREMENT would
@@ -229,6 +279,7 @@ func (d *DB) Migrate(ctx context.Context) error {
   ttl_ms BIGINT NOT NULL DEFAULT 0,
   tombstone BOOLEAN NOT NULL DEFAULT FALSE,
   updated_at BIGINT NOT NULL,
+  token TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (ns, key))`,
 		`CREATE TABLE IF NOT EXISTS memstore_outbox (
   id ` + id + `,
@@ -238,6 +289,32 @@ func (d *DB) Migrate(ctx context.Context) error {
   token TEXT NOT NULL,
   created_ms BIGINT NOT NULL)`,
 		`CREATE INDEX IF NOT EXISTS memstore_outbox_age ON memstore_outbox (ns, created_ms)`,
+		`CREATE TABLE IF NOT EXISTS memstore_fences (
+  ns TEXT NOT NULL,
+  stripe INTEGER NOT NULL,
+  gen BIGINT NOT NULL,
+  incarnation TEXT NOT NULL,
+  PRIMARY KEY (ns, stripe))`,
+	}
+	// The outbox row of every write, in the write's own statement.
+	const outbox = `INSERT INTO memstore_outbox (ns, key, version, token, created_ms) VALUES (NEW.ns, NEW.key, NEW.version, NEW.token, NEW.updated_at)`
+	if d.dialect == Postgres {
+		stmts = append(stmts,
+			`CREATE OR REPLACE FUNCTION memstore_outbox_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  `+outbox+`;
+  RETURN NULL;
+END $$`,
+			`DO $$ BEGIN
+  CREATE TRIGGER memstore_outbox_row AFTER INSERT OR UPDATE ON memstore_entries
+    FOR EACH ROW EXECUTE FUNCTION memstore_outbox_row();
+EXCEPTION WHEN duplicate_object THEN NULL;
+END $$`)
+	} else {
+		for _, ev := range []string{"INSERT", "UPDATE"} {
+			stmts = append(stmts, `CREATE TRIGGER IF NOT EXISTS memstore_outbox_`+strings.ToLower(ev)+` AFTER `+ev+` ON memstore_entries
+BEGIN `+outbox+`; END`)
+		}
 	}
 	for _, s := range stmts {
 		if _, err := d.db.ExecContext(ctx, s); err != nil {
@@ -256,7 +333,10 @@ func (d *DB) Load(ctx context.Context, key string) (Row, error) {
 	var r Row
 	var ver, ttl int64
 	var fmtv int64
-	err := d.db.QueryRowContext(ctx, d.q.load, d.ns, key).Scan(&r.Value, &fmtv, &ver, &ttl, &r.Tombstone)
+	row, err := d.queryRow(ctx, nil, d.q.load, d.ns, key)
+	if err == nil {
+		err = row.Scan(&r.Value, &fmtv, &ver, &ttl, &r.Tombstone)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return Row{}, nil
 	}
@@ -306,49 +386,55 @@ func (d *DB) LoadMany(ctx context.Context, keys []string) (map[string]Row, error
 	return out, nil
 }
 
-// Apply runs writes in one transaction and returns each row's new version.
-// A compare-and-set whose version does not match fails the whole
-// transaction with ErrConflict. An error from the commit itself wraps
-// ErrCommitUnknown; every other error means nothing was written.
-func (d *DB) Apply(ctx context.Context, writes []Write) ([]uint64, error) {
-	if d.dialect == Postgres && len(writes) == 1 {
-		return d.applyOne(ctx, writes[0])
+// Fence moves a stripe to a new generation for the marker incarnation
+// named incarnation, and returns the generation. Every write that began
+// under an older generation then writes nothing. Fencing again for the same
+// incarnation returns the same generation, so concurrent readers of one
+// new marker agree on it.
+func (d *DB) Fence(ctx context.Context, stripe int, incarnation string) (int64, error) {
+	unlock, err := d.lockWrites(ctx)
+	if err != nil {
+		return 0, err
 	}
+	defer unlock()
+	var gen int64
+	row, err := d.queryRow(ctx, nil, d.q.fence, d.ns, stripe, incarnation)
+	if err == nil {
+		err = row.Scan(&gen)
+	}
+	return gen, err
+}
+
+// Apply writes rows, each under its stripe's fence, and returns each row's
+// new version. One write is one statement; several run in one transaction.
+// A compare-and-set whose version does not match fails with ErrConflict,
+// a write whose stripe was fenced with ErrFenced, and in both cases nothing
+// is written. An error that leaves the outcome open wraps ErrCommitUnknown;
+// every other error means nothing was written.
+func (d *DB) Apply(ctx context.Context, writes []Write) ([]uint64, error) {
 	unlock, err := d.lockWrites(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	if len(writes) == 1 {
+		v, err := d.applyOne(ctx, nil, writes[0])
+		switch {
+		case err == nil:
+			return []uint64{v}, nil
+		case errors.Is(err, ErrConflict), errors.Is(err, ErrFenced), notApplied(err):
+			return nil, err
+		}
+		return nil, errors.Join(ErrCommitUnknown, err)
+	}
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
-	now := time.Now().UnixMilli()
 	versions := make([]uint64, len(writes))
 	for i, w := range writes {
-		value := w.Value
-		if value == nil {
-			value = []byte{}
-		}
-		ttl := w.TTL.Milliseconds()
-		var ver int64
-		switch {
-		case w.Expect == nil:
-			err = tx.QueryRowContext(ctx, d.q.upsert, d.ns, w.Key, value, int64(w.Format), ttl, w.Delete, now).Scan(&ver)
-		case *w.Expect == 0:
-			err = tx.QueryRowContext(ctx, d.q.casInsert, d.ns, w.Key, value, int64(w.Format), ttl, w.Delete, now).Scan(&ver)
-		default:
-			err = tx.QueryRowContext(ctx, d.q.cas, value, int64(w.Format), ttl, w.Delete, now, d.ns, w.Key, int64(*w.Expect)).Scan(&ver)
-		}
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, ErrConflict
-		}
-		if err != nil {
-			return nil, err
-		}
-		versions[i] = uint64(ver)
-		if _, err := tx.ExecContext(ctx, d.q.outbox, d.ns, w.Key, ver, w.Token, now); err != nil {
+		if versions[i], err = d.applyOne(ctx, tx, w); err != nil {
 			return nil, err
 		}
 	}
@@ -358,44 +444,72 @@ func (d *DB) Apply(ctx context.Context, writes []Write) ([]uint64, error) {
 	return versions, nil
 }
 
-// applyOne writes one row and its outbox row in one PostgreSQL statement,
-// atomic on its own. Without an explicit transaction a failure is ambiguous
-// unless the server rejected the statement or it was never sent; every
-// other error wraps ErrCommitUnknown.
-func (d *DB) applyOne(ctx context.Context, w Write) ([]uint64, error) {
+// applyOne runs one row's write statement (on tx, or on its own).
+func (d *DB) applyOne(ctx context.Context, tx *sql.Tx, w Write) (uint64, error) {
 	value := w.Value
 	if value == nil {
 		value = []byte{}
 	}
 	now, ttl := time.Now().UnixMilli(), w.TTL.Milliseconds()
-	var ver int64
-	var err error
+	check := w.Gen
 	switch {
-	case w.Expect == nil:
-		err = d.db.QueryRowContext(ctx, d.q.pgUpsert, d.ns, w.Key, value, int64(w.Format), ttl, w.Delete, now, w.Token).Scan(&ver)
-	case *w.Expect == 0:
-		err = d.db.QueryRowContext(ctx, d.q.pgCasInsert, d.ns, w.Key, value, int64(w.Format), ttl, w.Delete, now, w.Token).Scan(&ver)
+	case w.Unfenced:
+		check = 0
+	case w.Gen <= 0:
+		return 0, fmt.Errorf("sqlstore: write of %q without a fence generation", w.Key)
+	}
+	fence := []any{check, d.ns, w.Stripe, w.Gen}
+	var q string
+	var args []any
+	switch {
+	case w.Expect == nil || *w.Expect == 0:
+		q = d.q.upsert
+		if w.Expect != nil {
+			q = d.q.casInsert
+		}
+		args = append([]any{d.ns, w.Key, value, int64(w.Format), ttl, w.Delete, now, w.Token}, fence...)
 	default:
-		err = d.db.QueryRowContext(ctx, d.q.pgCas, value, int64(w.Format), ttl, w.Delete, now, d.ns, w.Key, int64(*w.Expect), w.Token).Scan(&ver)
+		q = d.q.cas
+		args = append([]any{value, int64(w.Format), ttl, w.Delete, now, w.Token, d.ns, w.Key, int64(*w.Expect)}, fence...)
+	}
+	var ver int64
+	row, err := d.queryRow(ctx, tx, q, args...)
+	if err == nil {
+		err = row.Scan(&ver)
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return uint64(ver), err
+	}
+	// No row: the fence moved on, or the compare-and-set lost.
+	if w.Expect == nil {
+		return 0, ErrFenced
+	}
+	var gen int64
+	row, err = d.queryRow(ctx, tx, d.q.gen, d.ns, w.Stripe)
+	if err == nil {
+		err = row.Scan(&gen)
 	}
 	switch {
-	case err == nil:
-		return []uint64{uint64(ver)}, nil
-	case errors.Is(err, sql.ErrNoRows):
-		return nil, ErrConflict
-	case notApplied(err):
-		return nil, err
+	case errors.Is(err, sql.ErrNoRows) || err == nil && gen != w.Gen:
+		return 0, ErrFenced
+	case err != nil:
+		return 0, err
 	}
-	return nil, errors.Join(ErrCommitUnknown, err)
+	return 0, ErrConflict
 }
 
 // notApplied reports whether a failed autocommit statement certainly did
-// nothing: the server answered with an error (pgx's PgError has SQLState),
-// or the driver says nothing was sent (pgconn's SafeToRetry). Interfaces,
-// not imports, keep pgx out of SQLite users' builds.
+// nothing: the server answered with an error (pgx's PgError has SQLState,
+// modernc's sqlite.Error a Code: a statement that fails is rolled back), or
+// the driver says nothing was sent (pgconn's SafeToRetry). Interfaces, not
+// imports, keep each driver out of the other's users' builds.
 func notApplied(err error) bool {
 	var server interface{ SQLState() string }
 	if errors.As(err, &server) {
+		return true
+	}
+	var sqlite interface{ Code() int }
+	if errors.As(err, &sqlite) {
 		return true
 	}
 	var retry interface{ SafeToRetry() bool }
@@ -453,11 +567,4 @@ func (d *DB) DeleteOutbox(ctx context.Context, rows []OutboxRow) error {
 		}
 	}
 	return tx.Commit()
-}
-
-// OutboxLen counts the namespace's outbox rows (for tests and stats).
-func (d *DB) OutboxLen(ctx context.Context) (int, error) {
-	var n int
-	err := d.db.QueryRowContext(ctx, d.rebind(`SELECT COUNT(*) FROM memstore_outbox WHERE ns = ?`), d.ns).Scan(&n)
-	return n, err
 }
