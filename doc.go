@@ -29,13 +29,14 @@
 //     one load, but a caller takes a shared result only when it is
 //     provably fresh for it (see flight in read.go).
 //   - Set and Delete record a write intent in the marker and drop the value
-//     and lease (begin), commit the row, its new version and an outbox row
-//     in one statement, then clear the intent (end). The commit happens only
-//     if the stripe's generation in the database is still the one begin
-//     saw. A write whose end cannot reach Redis returns an error wrapping
-//     ErrOutcomeUnknown: the row is committed and the outbox reconciler
-//     finishes the repair within Options.ReconcileAge; until then its intent
-//     sends readers to the database.
+//     and lease (begin), then commit the row, its new version and an outbox
+//     row in one statement, and return. The commit happens only if the
+//     stripe's generation in the database is still the one begin saw. The
+//     intent is cleared (end) in the background right after: until then it
+//     sends readers to the database, which holds the committed row. An end
+//     that never runs (the process died) is replayed from the outbox by the
+//     reconciler within Options.ReconcileAge. Store.Sync waits for the ends
+//     of the writes that returned.
 //   - Redis losing data loses intents. Evicting a key's hash loses only its
 //     value and lease. Losing a marker (FLUSHALL, a restart without
 //     persistence, its eviction under any maxmemory-policy) leaves the
@@ -50,13 +51,26 @@
 //
 // # Faults and limits
 //
-// Redis unreachable: Get reads the DB and fills nothing; writes fail with
-// ErrUnavailable and change nothing (Options.WritePolicy can let them
-// proceed and leave the repair to the reconciler: a weaker mode, see
-// WriteProceed). DB unreachable: cached hits are still served; misses and
-// writes fail with ErrUnavailable; nothing negative is cached and nothing
-// is half-written. Use a go-redis client with ContextTimeoutEnabled so a
-// call's context bounds a hung Redis.
+// Redis unreachable or hung: every Redis round trip runs under the Redis
+// budget (Options.RedisBudget, 50ms, never more than half of what the
+// call's context has left). A Get whose round trip fails or overruns it
+// reads the DB and fills nothing; a write gets four budgets to record its
+// intent, then fails with ErrUnavailable and changes nothing. A breaker
+// shared by the store's calls opens once failures persist, and while it is
+// open no call waits on Redis: Gets read the DB at once, writes fail at
+// once. A probe every Options.ProbeInterval closes it when Redis answers
+// (see breaker.go). Options.WritePolicy can let writes proceed without an
+// intent: a weaker mode, see WriteProceed. DB unreachable: cached hits are
+// still served; misses and writes fail with ErrUnavailable; nothing
+// negative is cached and nothing is half-written.
+//
+// Deadlines: no store call waits past its context's deadline. Work that
+// must outlive a call (a write's end, the cleanup of a call that gave up)
+// runs in the background, from a bounded queue that Close drains. The
+// go-redis client must have ContextTimeoutEnabled (New checks), or
+// go-redis would wait for its own ReadTimeout instead. What a call takes
+// past its deadline is the time to notice it and return: microseconds on
+// an idle host, more only when the host itself is starved for CPU.
 //
 // Redis data loss of any kind, flush, restart, eviction of any key under
 // any maxmemory-policy, is covered by the fence above. Its cost: after a

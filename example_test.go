@@ -48,6 +48,10 @@ func Example() {
 	if err := prefs.Set(ctx, "user:42", Prefs{Theme: "dark", FontSize: 14}); err != nil {
 		log.Fatal(err)
 	}
+	// Set returns once the row is committed; clearing its intent, which
+	// lets reads fill the cache again, follows in the background. Sync
+	// waits for that, so the reads below fill and hit deterministically.
+	_ = prefs.Sync(ctx)
 	p, err := prefs.Get(ctx, "user:42") // a miss: loaded from SQLite, cached under a lease
 	fmt.Println(p, err)
 	p, _ = prefs.Get(ctx, "user:42") // a hit: one Redis round trip

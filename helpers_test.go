@@ -136,10 +136,24 @@ func mustGet[T comparable](t testing.TB, s *memstore.Store[T], key string, want 
 	}
 }
 
+// mustSet sets key and waits for the write's end (Store.Sync), so that the
+// next read may fill the cache. Tests of the window between a write's
+// commit and its end call Set themselves.
 func mustSet[T any](t testing.TB, s *memstore.Store[T], key string, v T) {
 	t.Helper()
 	if err := s.Set(context.Background(), key, v); err != nil {
 		t.Fatalf("Set(%q): %v", key, err)
+	}
+	mustSync(t, s)
+}
+
+// mustSync waits for s's background work (Store.Sync), within 10s.
+func mustSync[T any](t testing.TB, s *memstore.Store[T]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Sync(ctx); err != nil {
+		t.Fatalf("Sync: %v", err)
 	}
 }
 

@@ -12,7 +12,7 @@ const (
 	StepRedisGet     Step = "redis.get"     // Lua get: hit, or take a fill lease
 	StepRedisFill    Step = "redis.fill"    // Lua fill: install a loaded value under the lease
 	StepRedisBegin   Step = "redis.begin"   // Lua begin: record a write intent, drop value and lease
-	StepRedisEnd     Step = "redis.end"     // Lua end: clear the intent, drop or install the value
+	StepRedisEnd     Step = "redis.end"     // Lua end: clear the intent (in the background, after the call returned)
 	StepRedisWait    Step = "redis.wait"    // one poll while waiting for another process's lease
 	StepRedisDel     Step = "redis.del"     // plain cache delete (strategies)
 	StepRedisSet     Step = "redis.set"     // plain cache set (strategies)
@@ -44,6 +44,10 @@ type HookEvent struct {
 	Phase Phase
 	Key   string
 	Err   error // After only: the step's error, if any
+	// Background marks a step that runs after its call returned: a write's
+	// end, or the cleanup of a call that gave up. Its context carries the
+	// call's values, not its deadline or cancellation.
+	Background bool
 }
 
 // Hook is called at every hook point of a store. Returning a non-nil error

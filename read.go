@@ -18,6 +18,7 @@ type loaded struct {
 	found   bool
 	hit     bool
 	err     error
+	join    *flight // no result: wait for this flight of another caller
 }
 
 // flight is one in-process load of a key that concurrent Gets may share.
@@ -79,13 +80,16 @@ func (s *Store[T]) Refresh(ctx context.Context, key string) (T, error) {
 	if err := s.checkKey("refresh", key); err != nil {
 		return zero, s.count(err)
 	}
-	err := s.step(ctx, StepRedisDel, key, func() error { return s.cache.Drop(ctx, key, nil) })
-	if err != nil {
-		if ctx.Err() != nil || errors.As(err, new(hookError)) {
+	if s.brk.allow() {
+		err := s.step(ctx, StepRedisDel, key, func() error {
+			rctx, cancel := s.redisCtx(ctx)
+			defer cancel()
+			return s.cache.Drop(rctx, key, nil)
+		})
+		// Redis down: the DB read below is the reload, and nothing is cached.
+		if err != nil && !s.redisOK(ctx, err) {
 			return zero, s.count(&OpError{Op: "refresh", Key: key, Err: classify(ctx, err)})
 		}
-		// Redis is down: the DB read below is the reload, and nothing is cached.
-		s.st.errRedis.Add(1)
 	}
 	v, _, err := s.get(ctx, "refresh", key)
 	return v, err
@@ -118,6 +122,9 @@ func (s *Store[T]) get(ctx context.Context, op, key string) (T, uint64, error) {
 		}
 		s.mu.Unlock()
 		l, f := s.load(ctx, key)
+		if l.join != nil {
+			continue // another caller leads the DB read now: join it above
+		}
 		if f != nil {
 			f.res = l
 			s.mu.Lock()
@@ -141,6 +148,24 @@ func (s *Store[T]) lead(key string, getSent time.Time) *flight {
 	s.flights[key] = f
 	s.mu.Unlock()
 	return f
+}
+
+// fallback reads the DB for a caller that could not use Redis (the breaker
+// is open, or its round trip failed), filling nothing. Callers caught by
+// one Redis spike all come back at once: the first leads the DB read, and
+// the others join its flight (get decides, by flight.acceptable, whether
+// its result may be taken), so a hot key costs the DB one read per
+// process, not one per caller.
+func (s *Store[T]) fallback(ctx context.Context, key string, sent time.Time) (loaded, *flight) {
+	s.mu.Lock()
+	if f := s.flights[key]; f != nil && f.open {
+		s.mu.Unlock()
+		return loaded{join: f}, nil
+	}
+	f := &flight{done: make(chan struct{}), open: true, getSent: sent}
+	s.flights[key] = f
+	s.mu.Unlock()
+	return s.loadDB(ctx, key, f, ""), f
 }
 
 // result decodes a loaded state for one caller. Each caller decodes its own
@@ -168,24 +193,29 @@ const maxCorrupt = 3
 // a hit, a wait for another reader's lease, or a DB read (filled under our
 // own lease). Past a hit it leads a flight that other callers in this
 // process may join; it returns that flight (nil for a plain hit) for get to
-// close.
+// close. Every Redis round trip runs under the Redis budget; one that fails
+// or overruns it sends the read to the DB, filling nothing, and so does an
+// open breaker, at once.
 func (s *Store[T]) load(ctx context.Context, key string) (loaded, *flight) {
+	if !s.brk.allow() {
+		s.brk.reads.Add(1)
+		return s.fallback(ctx, key, time.Now())
+	}
 	// The hit path: one plain HGET, no Lua, no token, no flight.
 	if err := s.before(ctx, StepRedisGet, key); err != nil {
 		return loaded{err: err}, nil
 	}
 	sent := time.Now()
-	raw, ok, err := s.cache.Hit(ctx, key)
+	rctx, cancel := s.redisCtx(ctx)
+	raw, ok, err := s.cache.Hit(rctx, key)
+	cancel()
 	err = s.after(ctx, StepRedisGet, key, err)
 	switch {
-	case err != nil:
-		if ctx.Err() != nil || errors.As(err, new(hookError)) || !rediscache.IsUnavailable(err) {
-			return loaded{err: classify(ctx, err)}, nil
-		}
-		s.st.errRedis.Add(1)
+	case s.redisOK(ctx, err):
 		s.opts.Logger.Debug("memstore: redis unavailable, reading the DB", "key", key, "err", err)
-		f := s.lead(key, sent)
-		return s.loadDB(ctx, key, f, ""), f
+		return s.fallback(ctx, key, sent)
+	case err != nil:
+		return loaded{err: classify(ctx, err)}, nil
 	case ok:
 		if l, err := s.open(raw); err == nil {
 			s.st.hits.Add(1)
@@ -204,23 +234,28 @@ func (s *Store[T]) miss(ctx context.Context, key string) (loaded, *flight) {
 	var waitStart time.Time
 	backoff := 500 * time.Microsecond
 	corrupt, fences := 0, 0
+	fromDB := func(sent time.Time) (loaded, *flight) {
+		if f == nil {
+			return s.fallback(ctx, key, sent)
+		}
+		return s.loadDB(ctx, key, f, ""), f
+	}
 	for {
 		if err := s.before(ctx, StepRedisGet, key); err != nil {
 			return loaded{err: err}, f
 		}
 		sent := time.Now()
-		r, err := s.cache.Get(ctx, key, token, force)
-		if err = s.after(ctx, StepRedisGet, key, err); err != nil {
-			if ctx.Err() != nil || errors.As(err, new(hookError)) || !rediscache.IsUnavailable(err) {
-				return loaded{err: classify(ctx, err)}, f
-			}
+		rctx, cancel := s.redisCtx(ctx)
+		r, err := s.cache.Get(rctx, key, token, force)
+		cancel()
+		err = s.after(ctx, StepRedisGet, key, err)
+		if s.redisOK(ctx, err) {
 			// Redis is unreachable: the DB answers, and nothing is filled.
-			s.st.errRedis.Add(1)
 			s.opts.Logger.Debug("memstore: redis unavailable, reading the DB", "key", key, "err", err)
-			if f == nil {
-				f = s.lead(key, sent)
-			}
-			return s.loadDB(ctx, key, f, ""), f
+			return fromDB(sent)
+		}
+		if err != nil {
+			return loaded{err: classify(ctx, err)}, f
 		}
 		if f != nil {
 			f.getSent = sent
@@ -236,23 +271,15 @@ func (s *Store[T]) miss(ctx context.Context, key string) (loaded, *flight) {
 			// those bytes and load again.
 			s.st.corrupt.Add(1)
 			s.opts.Logger.Warn("memstore: dropping bad cache entry", "key", key, "err", err)
-			_ = s.cache.Drop(ctx, key, r.Value)
+			rctx, cancel := s.redisCtx(ctx)
+			_ = s.cache.Drop(rctx, key, r.Value)
+			cancel()
 			if corrupt++; corrupt >= maxCorrupt {
-				if f == nil {
-					f = s.lead(key, sent)
-				}
-				return s.loadDB(ctx, key, f, ""), f
+				return fromDB(sent)
 			}
 			continue
-		}
-		if f == nil {
-			f = s.lead(key, sent)
-		}
-		switch r.Kind {
 		case rediscache.Intent:
-			return s.loadDB(ctx, key, f, ""), f
-		case rediscache.Lease:
-			return s.loadDB(ctx, key, f, token), f
+			return fromDB(sent)
 		case rediscache.Pending:
 			// Redis lost the stripe's marker: fence the stripe (fence.go),
 			// then look again. The DB answers meanwhile if fencing fails:
@@ -264,33 +291,51 @@ func (s *Store[T]) miss(ctx context.Context, key string) (loaded, *flight) {
 			case errors.As(err, new(hookError)):
 				return loaded{err: err}, f
 			case err != nil || (!ok && fences >= maxFenceRounds):
-				return s.loadDB(ctx, key, f, ""), f
+				return fromDB(sent)
 			}
 			fences++
-		case rediscache.Busy:
-			// Another process is loading this key: wait for its fill rather
-			// than load the DB too. When the wait runs out, take the lease
-			// over before reading, so the stalled holder's fill is refused
-			// and cannot install an older row after ours.
-			if waitStart.IsZero() {
-				waitStart = time.Now()
-				s.st.leaseWaits.Add(1)
-			}
-			if time.Since(waitStart) >= s.opts.LeaseWait {
-				force = true
-				s.st.takeovers.Add(1)
-				continue
-			}
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return loaded{err: ctx.Err()}, f
-			}
-			backoff = min(backoff*2, 8*time.Millisecond)
+			continue
 		}
+		if f == nil {
+			f = s.lead(key, sent)
+		}
+		if r.Kind == rediscache.Lease {
+			return s.loadDB(ctx, key, f, token), f
+		}
+		// Busy: another process is loading this key. Wait for its fill
+		// rather than load the DB too. When the wait runs out, take the
+		// lease over before reading, so the stalled holder's fill is
+		// refused and cannot install an older row after ours. The wait
+		// leaves half of what the context has left for the DB read.
+		if waitStart.IsZero() {
+			waitStart = time.Now()
+			s.st.leaseWaits.Add(1)
+		}
+		if s.waitedOut(ctx, waitStart) {
+			force = true
+			s.st.takeovers.Add(1)
+			continue
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return loaded{err: ctx.Err()}, f
+		}
+		backoff = min(backoff*2, 8*time.Millisecond)
 	}
+}
+
+// waitedOut reports whether a wait for another reader's lease that began
+// at start has lasted long enough: LeaseWait, or half of what ctx had left
+// when the wait began, whichever is first.
+func (s *Store[T]) waitedOut(ctx context.Context, start time.Time) bool {
+	limit := s.opts.LeaseWait
+	if d, ok := ctx.Deadline(); ok {
+		limit = min(limit, d.Sub(start)/2)
+	}
+	return time.Since(start) >= limit
 }
 
 // open checks a cached entry's header and format.
@@ -317,9 +362,9 @@ func (s *Store[T]) loadDB(ctx context.Context, key string, f *flight, token stri
 	}
 	if err != nil {
 		if token != "" {
-			// Let waiters in other processes go on at once; never cache a
+			// Let waiters in other processes go on soon; never cache a
 			// failure (nothing negative is cached on a DB outage).
-			_ = s.cache.Unlease(context.WithoutCancel(ctx), key, token)
+			s.later(ctx, taskUnlease, rediscache.Op{Key: key, Token: token})
 		}
 		return loaded{err: classify(ctx, err)}
 	}
@@ -327,7 +372,7 @@ func (s *Store[T]) loadDB(ctx context.Context, key string, f *flight, token stri
 	l := loaded{payload: row.Value, version: row.Version, found: row.Found && !row.Tombstone}
 	if l.found && row.Format != uint8(s.codec.Format()) {
 		if token != "" {
-			_ = s.cache.Unlease(context.WithoutCancel(ctx), key, token)
+			s.later(ctx, taskUnlease, rediscache.Op{Key: key, Token: token})
 		}
 		return loaded{err: fmt.Errorf("%w: row format %d, store codec %d", ErrCodec, row.Format, s.codec.Format())}
 	}
@@ -341,12 +386,15 @@ func (s *Store[T]) loadDB(ctx context.Context, key string, f *flight, token stri
 	var ok bool
 	err = s.before(ctx, StepRedisFill, key)
 	if err == nil {
-		ok, err = s.cache.Fill(ctx, key, token, sealed, row.Version, s.ttl(row.TTL))
+		rctx, cancel := s.redisCtx(ctx)
+		ok, err = s.cache.Fill(rctx, key, token, sealed, row.Version, s.ttl(row.TTL))
+		cancel()
 		err = s.after(ctx, StepRedisFill, key, err)
 	}
 	if errors.As(err, new(hookError)) {
 		return loaded{err: err}
 	}
+	s.redisOK(ctx, err)
 	if ok {
 		f.filled = true
 		s.st.fills.Add(1)
@@ -378,31 +426,42 @@ func (s *Store[T]) GetMany(ctx context.Context, keys []string) (map[string]T, er
 	for i, k := range keys {
 		ops[i] = rediscache.Op{Key: k, Token: newToken()}
 	}
-	var res []rediscache.Result
-	var errs []error
-	err := s.stepMany(ctx, StepRedisGet, keys, func() error {
-		res, errs = s.cache.GetMany(ctx, ops)
-		return nil
-	})
-	if err != nil {
-		return out, s.count(&OpError{Op: "getmany", Err: err})
+	res, errs := make([]rediscache.Result, len(keys)), make([]error, len(keys))
+	if s.brk.allow() {
+		err := s.stepMany(ctx, StepRedisGet, keys, func() error {
+			rctx, cancel := s.batchCtx(ctx, 2*len(ops)) // HGETs, then scripts for the misses
+			defer cancel()
+			res, errs = s.cache.GetMany(rctx, ops)
+			return nil
+		})
+		if err != nil {
+			return out, s.count(&OpError{Op: "getmany", Err: err})
+		}
+	} else {
+		s.brk.reads.Add(uint64(len(keys)))
+		for i := range errs {
+			errs[i] = errBreakerOpen
+		}
 	}
 	var errsOut []error
 	var leased, unfilled, busy []int
 	for i, k := range keys {
 		switch {
+		case errs[i] == errBreakerOpen:
+			unfilled = append(unfilled, i)
 		case errs[i] != nil:
-			if ctx.Err() != nil || !rediscache.IsUnavailable(errs[i]) {
+			if !s.redisOK(ctx, errs[i]) {
 				errsOut = append(errsOut, &OpError{Op: "getmany", Key: k, Err: classify(ctx, errs[i])})
 				continue
 			}
-			s.st.errRedis.Add(1)
 			unfilled = append(unfilled, i)
 		case res[i].Kind == rediscache.Hit:
 			l, err := s.open(res[i].Value)
 			if err != nil {
 				s.st.corrupt.Add(1)
-				_ = s.cache.Drop(ctx, k, res[i].Value)
+				rctx, cancel := s.redisCtx(ctx)
+				_ = s.cache.Drop(rctx, k, res[i].Value)
+				cancel()
 				unfilled = append(unfilled, i)
 				continue
 			}
@@ -430,7 +489,7 @@ func (s *Store[T]) GetMany(ctx context.Context, keys []string) (map[string]T, er
 		})
 		if err != nil {
 			for _, i := range leased {
-				_ = s.cache.Unlease(context.WithoutCancel(ctx), keys[i], ops[i].Token)
+				s.later(ctx, taskUnlease, ops[i])
 			}
 			errsOut = append(errsOut, &OpError{Op: "getmany", Err: classify(ctx, err)})
 		} else {
@@ -460,7 +519,12 @@ func (s *Store[T]) GetMany(ctx context.Context, keys []string) (map[string]T, er
 					fkeys[j] = f.Key
 				}
 				_ = s.stepMany(ctx, StepRedisFill, fkeys, func() error {
-					oks, _ := s.cache.FillMany(ctx, fills)
+					rctx, cancel := s.batchCtx(ctx, len(fills))
+					defer cancel()
+					oks, errs := s.cache.FillMany(rctx, fills)
+					if len(errs) > 0 {
+						s.redisOK(ctx, errors.Join(errs...))
+					}
 					for _, ok := range oks {
 						if ok {
 							s.st.fills.Add(1)

@@ -37,6 +37,9 @@ func (s *Store[T]) Reconcile(ctx context.Context) (int, error) {
 		var done []sqlstore.OutboxRow
 		for i, r := range rows {
 			if errs[i] != nil {
+				if s.redisOK(ctx, errs[i]) {
+					break // Redis is away: the rest of this batch would fail too
+				}
 				continue
 			}
 			done = append(done, r)
@@ -59,20 +62,40 @@ func (s *Store[T]) Reconcile(ctx context.Context) (int, error) {
 	}
 }
 
+// reconcileLoop runs Reconcile every ReconcileInterval, except while the
+// breaker is open (the breaker logs the outage; the loop would only fail).
+// It logs a failing pass once, then at most every reconcileLogEvery.
 func (s *Store[T]) reconcileLoop() {
 	defer close(s.stopped)
 	t := time.NewTicker(s.opts.ReconcileInterval)
 	defer t.Stop()
+	var logged time.Time
+	failed := 0
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.ReconcileInterval+5*time.Second)
-		if _, err := s.Reconcile(ctx); err != nil {
-			s.opts.Logger.Warn("memstore: reconcile", "err", err)
+		if !s.brk.allow() {
+			continue
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.ReconcileInterval+5*time.Second)
+		_, err := s.Reconcile(ctx)
 		cancel()
+		switch {
+		case err == nil && failed > 0:
+			s.opts.Logger.Info("memstore: reconcile works again", "failed_passes", failed)
+			failed = 0
+		case err != nil:
+			failed++
+			if time.Since(logged) >= reconcileLogEvery {
+				s.opts.Logger.Warn("memstore: reconcile", "err", err, "failed_passes", failed)
+				logged = time.Now()
+			}
+		}
 	}
 }
+
+// reconcileLogEvery rate-limits the reconciler's failure lines.
+const reconcileLogEvery = 30 * time.Second

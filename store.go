@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
@@ -32,6 +34,8 @@ type Store[T any] struct {
 	flights map[string]*flight
 	fences  singleflight.Group // one fence per stripe and marker at a time (fence.go)
 	bg      sync.WaitGroup     // detached work that Close waits for
+	brk     breaker            // breaker.go
+	tasks   chan task          // cleanup.go
 
 	st stats
 
@@ -40,20 +44,28 @@ type Store[T any] struct {
 	closeOnce sync.Once
 }
 
-// New returns a store over the caller's Redis client and database. The
-// go-redis client should have ContextTimeoutEnabled set, so that a call's
-// context bounds a hung Redis (without it go-redis waits for its own
-// ReadTimeout). New starts the background reconciler unless
-// Options.DisableReconciler is set; Close stops it.
+// New returns a store over the caller's Redis client and database.
+//
+// The go-redis client must have ContextTimeoutEnabled set: without it
+// go-redis ignores a call's deadline and waits for its own ReadTimeout, so
+// no call could honour its context. New refuses a *redis.Client or
+// *redis.ClusterClient without it. New starts the background reconciler
+// unless Options.DisableReconciler is set; Close stops it.
 func New[T any](rdb redis.UniversalClient, db *sql.DB, opts *Options[T]) (*Store[T], error) {
 	if rdb == nil || db == nil {
 		return nil, errors.New("memstore: New needs a Redis client and a *sql.DB")
+	}
+	if !contextTimeouts(rdb) {
+		return nil, errors.New("memstore: New: the go-redis client has ContextTimeoutEnabled off, so go-redis would ignore each call's deadline and wait its ReadTimeout instead; set ContextTimeoutEnabled: true in its options")
 	}
 	var o Options[T]
 	if opts != nil {
 		o = *opts
 	}
 	o = o.withDefaults()
+	if err := checkName(o.Namespace); err != nil {
+		return nil, fmt.Errorf("memstore: Options.Namespace %q: %w", o.Namespace, err)
+	}
 	if err := rediscache.CheckNamespace(o.Namespace); err != nil {
 		return nil, fmt.Errorf("memstore: Options.Namespace %q: %w", o.Namespace, err)
 	}
@@ -67,9 +79,12 @@ func New[T any](rdb redis.UniversalClient, db *sql.DB, opts *Options[T]) (*Store
 		cache:   rediscache.New(rdb, o.Namespace, o.LeaseTTL),
 		db:      sdb,
 		flights: make(map[string]*flight),
+		tasks:   make(chan task, cleanupQueue),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
+	s.brk.threshold = int32(o.BreakerThreshold)
+	s.brk.quiet = 2 * o.RedisBudget
 	if o.AutoMigrate {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -77,12 +92,26 @@ func New[T any](rdb redis.UniversalClient, db *sql.DB, opts *Options[T]) (*Store
 			return nil, err
 		}
 	}
+	s.bg.Add(1)
+	go s.cleanupLoop()
 	if o.DisableReconciler {
 		close(s.stopped)
 	} else {
 		go s.reconcileLoop()
 	}
 	return s, nil
+}
+
+// contextTimeouts reports whether a go-redis client honours contexts'
+// deadlines (clients of other types are taken on trust).
+func contextTimeouts(rdb redis.UniversalClient) bool {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return true
 }
 
 // Migrate creates the store's tables if they do not exist.
@@ -93,8 +122,9 @@ func (s *Store[T]) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the background reconciler. It does not close the Redis client
-// or the database, which belong to the caller.
+// Close stops the background reconciler and the breaker's probe, and waits
+// for the store's queued cleanup (at most a few seconds). It does not close
+// the Redis client or the database, which belong to the caller.
 func (s *Store[T]) Close() error {
 	s.closeOnce.Do(func() { close(s.stop) })
 	<-s.stopped
@@ -111,12 +141,36 @@ func (s *Store[T]) Dialect() Dialect { return s.db.Dialect() }
 // RedisKey returns the Redis key that holds key's cache state.
 func (s *Store[T]) RedisKey(key string) string { return s.cache.Key(key) }
 
+// checkKey applies the key rule, the same on every backend: a key is 1 to
+// Options.MaxKeySize bytes of valid UTF-8 without a NUL byte (PostgreSQL's
+// text can hold nothing else).
 func (s *Store[T]) checkKey(op, key string) error {
-	if key == "" {
-		return &OpError{Op: op, Key: key, Err: fmt.Errorf("%w: empty key", ErrInvalidKey)}
+	bad := func(why string) error {
+		shown := key
+		if len(shown) > 32 {
+			shown = strings.ToValidUTF8(shown[:32], "") + "…"
+		}
+		return &OpError{Op: op, Key: shown, Err: fmt.Errorf("%w: %s", ErrInvalidKey, why)}
 	}
-	if len(key) > s.opts.MaxKeySize {
-		return &OpError{Op: op, Key: key[:min(len(key), 32)] + "…", Err: fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidKey, len(key), s.opts.MaxKeySize)}
+	switch {
+	case key == "":
+		return bad("empty key")
+	case len(key) > s.opts.MaxKeySize:
+		return bad(fmt.Sprintf("%d bytes, limit %d", len(key), s.opts.MaxKeySize))
+	}
+	if err := checkName(key); err != nil {
+		return bad(err.Error())
+	}
+	return nil
+}
+
+// checkName is the text rule keys and namespaces share.
+func checkName(s string) error {
+	if !utf8.ValidString(s) {
+		return errors.New("not valid UTF-8")
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return errors.New("holds a NUL byte")
 	}
 	return nil
 }
@@ -231,6 +285,14 @@ type Stats struct {
 	Corrupt        uint64 // cache entries dropped for a bad header, checksum or format
 	Fences         uint64 // stripes moved to a new generation after Redis lost their marker
 	FencedWrites   uint64 // writes that began again because their stripe was fenced meanwhile
+	// The breaker (see Options.BreakerThreshold): whether it is open now,
+	// how often it opened, and, over its current or last opening, the Gets
+	// it sent straight to the DB and the writes it refused (or let proceed).
+	BreakerOpen   bool
+	BreakerOpens  uint64
+	BreakerReads  uint64
+	BreakerWrites uint64
+	DroppedTasks  uint64 // cleanup tasks dropped because the queue was full
 	// Errors counts failed calls by kind: "redis" (Redis unreachable; reads
 	// fell back to the DB), "db", "codec", "invalid", "conflict", "unknown"
 	// (write committed, cache repair pending), "canceled".
@@ -240,7 +302,7 @@ type Stats struct {
 type stats struct {
 	hits, misses, dbLoads, coalesced, leaseWaits, takeovers     atomic.Uint64
 	fills, rejected, intents, repairs, outboxRows, corrupt      atomic.Uint64
-	fences, fencedWrites                                        atomic.Uint64
+	fences, fencedWrites, droppedTasks                          atomic.Uint64
 	errRedis, errDB, errCodec, errInvalid, errConflict, errUnkn atomic.Uint64
 	errCanceled                                                 atomic.Uint64
 }
@@ -254,6 +316,9 @@ func (s *Store[T]) Stats() Stats {
 		Fills: st.fills.Load(), RejectedFills: st.rejected.Load(), Intents: st.intents.Load(),
 		OutboxRepairs: st.repairs.Load(), OutboxRows: st.outboxRows.Load(), Corrupt: st.corrupt.Load(),
 		Fences: st.fences.Load(), FencedWrites: st.fencedWrites.Load(),
+		BreakerOpen: !s.brk.allow(), BreakerOpens: s.brk.opens.Load(),
+		BreakerReads: s.brk.reads.Load(), BreakerWrites: s.brk.writes.Load(),
+		DroppedTasks: st.droppedTasks.Load(),
 		Errors: map[string]uint64{
 			"redis": st.errRedis.Load(), "db": st.errDB.Load(), "codec": st.errCodec.Load(),
 			"invalid": st.errInvalid.Load(), "conflict": st.errConflict.Load(), "unknown": st.errUnkn.Load(),

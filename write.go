@@ -13,8 +13,8 @@ import (
 
 // Set stores v under key. When Set returns nil, every later Get anywhere
 // returns v (or a newer value). An error wrapping ErrOutcomeUnknown means
-// the row is committed but Redis could not be told; the reconciler finishes
-// the repair and reads stay correct meanwhile. Any other error means nothing
+// the database may or may not have applied the write (its commit's reply
+// was lost); reads stay correct either way. Any other error means nothing
 // was written.
 func (s *Store[T]) Set(ctx context.Context, key string, v T, opts ...SetOption) error {
 	w, err := s.encode("set", key, v, opts)
@@ -114,13 +114,14 @@ func (s *Store[T]) encode(op, key string, v T, opts []SetOption) (sqlstore.Write
 //     only if every stripe is still at the generation begin answered. A
 //     stripe fenced meanwhile (Redis lost the intent) writes nothing, and
 //     the write begins again.
-//  3. end (Lua): clear the intents.
+//  3. end (Lua): clear the intents, after the call returned (cleanup.go).
+//     Until then the intents send every reader to the database, which
+//     holds the committed rows; an end that never runs is replayed from
+//     the outbox by the reconciler.
 //
 // The DB write must commit while the intents surely live: it runs under
 // a deadline of three quarters of IntentTTL from the first begin, and is
-// aborted (nothing written) past it. If end cannot run, the outcome is
-// reported as unknown: committed, with the repair left to the outbox
-// reconciler.
+// aborted (nothing written) past it.
 func (s *Store[T]) write(ctx context.Context, op string, ws []sqlstore.Write) ([]uint64, error) {
 	key := ""
 	if len(ws) == 1 {
@@ -143,24 +144,34 @@ func (s *Store[T]) write(ctx context.Context, op string, ws []sqlstore.Write) ([
 	began := time.Now()
 	txCtx, cancel := context.WithDeadline(ctx, began.Add(s.opts.IntentTTL*3/4))
 	defer cancel()
-	marks, err := s.begin(ctx, keys, ops, nil)
+	var marks []rediscache.Mark
+	err := errBreakerOpen
+	if s.brk.allow() {
+		marks, err = s.begin(ctx, keys, ops, nil)
+	} else {
+		s.brk.writes.Add(1)
+	}
 	cacheDown := false
 	if err != nil {
-		unavailable := !errors.As(err, new(hookError)) && ctx.Err() == nil && rediscache.IsUnavailable(err)
+		unavailable := err == errBreakerOpen || s.redisOK(ctx, err)
 		if !unavailable || s.opts.WritePolicy == WriteFailFast {
 			// Nothing is committed. Clear whatever intents did land so
 			// reads of those keys can fill again.
-			s.endQuietly(ctx, ops)
+			switch {
+			case unavailable && err != errBreakerOpen:
+				s.later(ctx, taskEnd, ops...) // Redis is failing now: later
+			case !unavailable:
+				s.clear(ctx, ops)
+			}
 			if unavailable {
-				s.st.errRedis.Add(1)
 				return fail(errors.Join(ErrUnavailable, fmt.Errorf("redis: cannot record the write intent: %w", err)))
 			}
 			return fail(classify(ctx, err))
 		}
 		cacheDown = true
-		s.st.errRedis.Add(1)
-		s.opts.Logger.Warn("memstore: redis unavailable, writing the DB and leaving the repair to the outbox", "op", op, "err", err)
+		s.opts.Logger.Debug("memstore: redis unavailable, writing the DB and leaving the repair to the outbox", "op", op, "err", err)
 	} else {
+		s.brk.success()
 		s.st.intents.Add(uint64(len(ops)))
 	}
 
@@ -186,20 +197,23 @@ func (s *Store[T]) write(ctx context.Context, op string, ws []sqlstore.Write) ([
 		// generation and retry.
 		s.st.fencedWrites.Add(1)
 		if marks, err = s.begin(ctx, keys, ops, marks); err != nil {
-			s.endQuietly(ctx, ops)
+			s.clear(ctx, ops)
+			if s.redisOK(ctx, err) {
+				return fail(errors.Join(ErrUnavailable, fmt.Errorf("redis: cannot record the write intent: %w", err)))
+			}
 			return fail(classify(ctx, err))
 		}
 	}
 	if err != nil {
 		switch {
 		case errors.Is(err, sqlstore.ErrCommitUnknown):
-			s.endQuietly(ctx, ops)
+			s.clear(ctx, ops)
 			return fail(errors.Join(ErrOutcomeUnknown, err))
 		case errors.Is(err, sqlstore.ErrConflict):
-			s.endQuietly(ctx, ops)
+			s.clear(ctx, ops)
 			return fail(ErrConflict)
 		case errors.Is(err, sqlstore.ErrFenced):
-			s.endQuietly(ctx, ops)
+			s.clear(ctx, ops)
 			return fail(errors.Join(ErrUnavailable, errFenceRounds))
 		case errors.As(err, new(hookError)):
 			// A hook failing after the statement ran simulates a crash
@@ -207,27 +221,21 @@ func (s *Store[T]) write(ctx context.Context, op string, ws []sqlstore.Write) ([
 			if vers != nil {
 				return fail(errors.Join(ErrOutcomeUnknown, err))
 			}
-			s.endQuietly(ctx, ops)
+			s.clear(ctx, ops)
 			return fail(err)
 		case ctx.Err() == nil && txCtx.Err() != nil:
-			s.endQuietly(ctx, ops)
+			s.clear(ctx, ops)
 			return fail(errors.Join(ErrUnavailable, errors.New("the DB write outlasted the write intent and was aborted")))
 		}
-		s.endQuietly(ctx, ops)
+		s.clear(ctx, ops)
 		return fail(classify(ctx, err))
 	}
 	if cacheDown {
 		return vers, s.count(&OpError{Op: op, Key: key, Err: errors.Join(ErrOutcomeUnknown, errors.New("redis was unreachable at begin"))})
 	}
-	err = s.stepMany(ctx, StepRedisEnd, keys, func() error {
-		if len(ops) == 1 {
-			return s.cache.End(ctx, ops[0].Key, ops[0].Token)
-		}
-		return errors.Join(s.cache.EndMany(ctx, ops)...)
-	})
-	if err != nil {
-		return vers, s.count(&OpError{Op: op, Key: key, Err: errors.Join(ErrOutcomeUnknown, err)})
-	}
+	// The end follows in the background (cleanup.go): the intent sends
+	// every reader to the database until then, and the row is committed.
+	s.later(ctx, taskEnd, ops...)
 	return vers, nil
 }
 
@@ -238,18 +246,28 @@ func (s *Store[T]) write(ctx context.Context, op string, ws []sqlstore.Write) ([
 // stripe whose marker still answers the same generation is behind the
 // database (fenced for a marker lost since), so it is fenced again.
 func (s *Store[T]) begin(ctx context.Context, keys []string, ops []rediscache.Op, prev []rediscache.Mark) ([]rediscache.Mark, error) {
+	retried := false
 	for round := 0; ; round++ {
 		var marks []rediscache.Mark
 		err := s.stepMany(ctx, StepRedisBegin, keys, func() error {
+			rctx, cancel := s.writeCtx(ctx, len(ops))
+			defer cancel()
 			if len(ops) == 1 {
-				m, err := s.cache.Begin(ctx, ops[0].Key, ops[0].Token, s.opts.IntentTTL)
+				m, err := s.cache.Begin(rctx, ops[0].Key, ops[0].Token, s.opts.IntentTTL)
 				marks = []rediscache.Mark{m}
 				return err
 			}
 			var errs []error
-			marks, errs = s.cache.BeginMany(ctx, ops, s.opts.IntentTTL)
+			marks, errs = s.cache.BeginMany(rctx, ops, s.opts.IntentTTL)
 			return errors.Join(errs...)
 		})
+		if err != nil && !retried && s.retryable(ctx, err) {
+			// Begin is idempotent per token: one more try outlasts a
+			// latency spike, and an outage opens the breaker meanwhile.
+			retried = true
+			round--
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -275,6 +293,18 @@ func (s *Store[T]) begin(ctx context.Context, keys []string, ops []rediscache.Op
 	}
 }
 
+// retryable reports whether a write's idempotent Redis step that failed
+// with err may run once more: Redis failed rather than answered, the
+// breaker is still closed, and ctx has room for another budget and more.
+// It records the failure with the breaker.
+func (s *Store[T]) retryable(ctx context.Context, err error) bool {
+	if !s.redisOK(ctx, err) || !s.brk.allow() {
+		return false
+	}
+	d, ok := ctx.Deadline()
+	return !ok || time.Until(d) > 2*writeBudgets*s.opts.RedisBudget
+}
+
 // keyIn names one key of the batch in stripe, for the fence's hooks.
 func keyIn[T any](keys []string, ops []rediscache.Op, stripe int, s *Store[T]) string {
 	for i := range ops {
@@ -283,12 +313,4 @@ func keyIn[T any](keys []string, ops []rediscache.Op, stripe int, s *Store[T]) s
 		}
 	}
 	return ""
-}
-
-// endQuietly clears intents after a write that committed nothing. Failure is
-// harmless: the intents expire, and until then reads go to the DB.
-func (s *Store[T]) endQuietly(ctx context.Context, ops []rediscache.Op) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-	defer cancel()
-	_ = s.cache.EndMany(ctx, ops)
 }

@@ -142,7 +142,8 @@ func StartRedis(ctx context.Context, dir string, opts *RedisOptions) (*RedisServ
 			return nil, err
 		}
 	}
-	s.base = &redis.Options{Addr: s.Addr()}
+	// Clients honour their contexts' deadlines, as memstore requires.
+	s.base = &redis.Options{Addr: s.Addr(), ContextTimeoutEnabled: true}
 	s.client = redis.NewClient(s.Options())
 	if err := s.client.Ping(ctx).Err(); err != nil {
 		s.Close()

@@ -45,6 +45,7 @@ func openSharedRedis(ctx context.Context, rawURL string) (*RedisServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", EnvRedisURL, err)
 	}
+	base.ContextTimeoutEnabled = true // as memstore requires
 	admin := redis.NewClient(base)
 	if err := admin.Ping(ctx).Err(); err != nil {
 		admin.Close()

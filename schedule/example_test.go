@@ -27,7 +27,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer rs.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr(), ContextTimeoutEnabled: true})
 	defer rdb.Close()
 	db, err := memtest.OpenSQLite(filepath.Join(dir, "app.db"))
 	if err != nil {

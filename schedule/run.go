@@ -129,8 +129,10 @@ func (r *run) notify() {
 // hook is the memstore.Hook every actor's store instance fires.
 func (r *run) hook(ctx context.Context, ev memstore.HookEvent) error {
 	c, _ := ctx.Value(callKey{}).(*callCtx)
-	if c == nil || c.r != r || c.done.Load() || ev.Key != r.key {
-		return nil // not an actor's call: a background task, or another run
+	if ev.Background || c == nil || c.r != r || c.done.Load() || ev.Key != r.key {
+		// Not an actor's call: a background task (a write's end, which
+		// runs after the call returned), or another run.
+		return nil
 	}
 	return r.park(ctx, c.a, Step{Actor: c.a.spec.Name, Kind: StepHook, Hook: ev})
 }

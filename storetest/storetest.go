@@ -63,6 +63,14 @@ type Evicter interface {
 	Evict(ctx context.Context, key string) error
 }
 
+// Syncer is implemented by a store that does work in the background after
+// a write returns (memstore clears the write's intent). Sync waits for it;
+// the suite calls it where a subtest needs a settled key, such as a cold
+// key for the stampede count.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
 // Inspector is implemented by a store that can show what each tier holds
 // for a key, decoded, for the convergence checks.
 type Inspector interface {

@@ -481,6 +481,14 @@ func stampede(ctx context.Context, s *suite, logf func(string, ...any)) error {
 	if err := sts[0].Set(ctx, "cold", "v"); err != nil {
 		return fmt.Errorf("calling Set: %w", err)
 	}
+	if sy, ok := sts[0].(Syncer); ok {
+		// The write's background work (memstore: its end, until which
+		// every read goes to the DB uncoordinated) must be done for the
+		// key to be cold rather than being written.
+		if err := sy.Sync(ctx); err != nil {
+			return fmt.Errorf("Sync: %w", err)
+		}
+	}
 	ev, ok := sts[0].(Evicter)
 	if !ok {
 		return fmt.Errorf("%w: the store has no Evict, so no key can be made cold", errSkip)

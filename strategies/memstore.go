@@ -54,6 +54,9 @@ func (m *memstoreStore) Set(ctx context.Context, key, v string) error { return m
 func (m *memstoreStore) Delete(ctx context.Context, key string) error { return m.kv.Delete(ctx, key) }
 func (m *memstoreStore) Close() error                                 { return m.s.Close() }
 
+// Sync waits for the store's background work (the ends of writes).
+func (m *memstoreStore) Sync(ctx context.Context) error { return m.s.Sync(ctx) }
+
 // Unwrap returns the underlying store, for tests that need its full API.
 func (m *memstoreStore) Unwrap() *memstore.Store[string] { return m.s }
 

@@ -228,6 +228,28 @@ func (c *Cache) Unlease(ctx context.Context, key, token string) error {
 	return unleaseScript.Run(ctx, c.rdb, []string{c.Key(key)}, token).Err()
 }
 
+// UnleaseMany pipelines Unlease.
+func (c *Cache) UnleaseMany(ctx context.Context, ops []Op) []error {
+	cmds := make([]*redis.Cmd, len(ops))
+	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, o := range ops {
+			cmds[i] = unleaseScript.EvalSha(ctx, p, []string{c.Key(o.Key)}, o.Token)
+		}
+		return nil
+	})
+	errs := make([]error, len(ops))
+	for i, cmd := range cmds {
+		errs[i] = cmd.Err()
+		if isNoScript(errs[i]) {
+			errs[i] = unleaseScript.Eval(ctx, c.rdb, []string{c.Key(ops[i].Key)}, ops[i].Token).Err()
+		}
+	}
+	return errs
+}
+
+// Ping reports whether Redis answers.
+func (c *Cache) Ping(ctx context.Context) error { return c.rdb.Ping(ctx).Err() }
+
 // Drop removes the cached value if it still equals seen (nil: any value).
 func (c *Cache) Drop(ctx context.Context, key string, seen []byte) error {
 	if seen == nil {
