@@ -196,13 +196,14 @@ func annotate(w io.Writer, doc []byte, d timelineData) error {
 	b.Write(doc[:i])
 	b.WriteString("<style>" + annotateCSS + "</style>\n<script>\nconst memstoreTimeline = ")
 	b.Write(data)
-	b.WriteString("\n" + annotateJS + "</script>\n")
+	b.WriteString(";\n" + annotateJS + "</script>\n")
 	b.Write(doc[i:])
 	_, err = w.Write(b.Bytes())
 	return err
 }
 
 const annotateCSS = `.memstore-failed { fill: none; stroke: #d92d20; stroke-width: 3; pointer-events: none; }
+.memstore-strip { fill: #fff; opacity: .95; }
 .memstore-row { font-weight: 600; }`
 
 // annotateJS is written against porcupine v1.3's drawing (index.js): the
@@ -212,19 +213,37 @@ const annotateCSS = `.memstore-failed { fill: none; stroke: #d92d20; stroke-widt
 const annotateJS = `(function () {
   'use strict'
   const d = memstoreTimeline
+  const ns = 'http://www.w3.org/2000/svg'
   const svg = document.querySelector('#canvas svg')
   if (!svg) return
-  const labels = svg.querySelectorAll(':scope > g:first-of-type > text')
+  const set = (el, attrs) => { for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v) }
+  const legend = document.querySelector('#legend svg')
+  if (legend) set(legend, {width: 760, viewBox: '0 0 760 20'})
+  // The height of the drawing, for a frame that wants to fit it.
+  document.documentElement.dataset.height = Math.ceil(svg.getBoundingClientRect().bottom + window.scrollY + 24)
+  const bg = svg.querySelector(':scope > g:first-of-type')
+  if (!bg) return
+  const labels = Array.from(bg.querySelectorAll(':scope > text'))
   d.rows.forEach((label, i) => {
     if (i < labels.length) {
       labels[i].textContent = label
       labels[i].classList.add('memstore-row')
     }
   })
-  const legend = document.querySelector('#legend svg')
-  if (legend) {
-    legend.setAttribute('width', '760')
-    legend.setAttribute('viewBox', '0 0 760 20')
+  // Keep the row labels in view when the frame scrolls sideways: on a
+  // white strip as wide as the label column, moved with the scroll.
+  const axis = bg.querySelector(':scope > line')
+  if (axis && labels.length > 0) {
+    const pinned = document.createElementNS(ns, 'g')
+    pinned.setAttribute('pointer-events', 'none')
+    const strip = document.createElementNS(ns, 'rect')
+    set(strip, {x: 0, y: 0, width: Number(axis.getAttribute('x1')) - 2, height: svg.getAttribute('height'), class: 'memstore-strip'})
+    pinned.appendChild(strip)
+    for (const l of labels) pinned.appendChild(l)
+    svg.appendChild(pinned)
+    const follow = () => pinned.setAttribute('transform', 'translate(' + window.scrollX + ',0)')
+    window.addEventListener('scroll', follow)
+    follow()
   }
   if (d.failed < 0) return
   const target = svg.querySelector('rect.target-rect[data-partition="0"][data-index="' + d.failed + '"]')
@@ -233,18 +252,18 @@ const annotateJS = `(function () {
   const y = Number(target.getAttribute('y'))
   const w = Number(target.getAttribute('width'))
   const h = Number(target.getAttribute('height'))
-  const ns = 'http://www.w3.org/2000/svg'
   const box = document.createElementNS(ns, 'rect')
-  for (const [k, v] of Object.entries({x: x - 3, y: y - 3, width: w + 6, height: h + 6, rx: 6, ry: 6, class: 'memstore-failed'})) {
-    box.setAttribute(k, v)
-  }
+  set(box, {x: x - 3, y: y - 3, width: w + 6, height: h + 6, rx: 6, ry: 6, class: 'memstore-failed'})
   const title = document.createElementNS(ns, 'title')
   title.textContent = 'op ' + d.failed_op + ': no order of the operations explains it'
   box.appendChild(title)
-  svg.appendChild(box)
+  svg.insertBefore(box, svg.lastElementChild)
+  // Bring it to the middle of the view, now and whenever the frame is
+  // resized (a folded section opened, the report's frame fitted to us).
   const centre = () => window.scrollTo({left: Math.max(0, x + w / 2 - window.innerWidth / 2), top: Math.max(0, y + h / 2 - window.innerHeight / 2)})
   centre()
   window.addEventListener('load', centre)
+  window.addEventListener('resize', centre)
 })()
 `
 
