@@ -204,7 +204,8 @@ func annotate(w io.Writer, doc []byte, d timelineData) error {
 
 const annotateCSS = `.memstore-failed { fill: none; stroke: #d92d20; stroke-width: 3; pointer-events: none; }
 .memstore-strip { fill: #fff; opacity: .95; }
-.memstore-row { font-weight: 600; }`
+.memstore-row { font-weight: 600; }
+#calc { position: absolute; overflow: hidden; }`
 
 // annotateJS is written against porcupine v1.3's drawing (index.js): the
 // first group of its SVG holds the row labels, in row order; each
@@ -258,9 +259,10 @@ const annotateJS = `(function () {
   title.textContent = 'op ' + d.failed_op + ': no order of the operations explains it'
   box.appendChild(title)
   svg.insertBefore(box, svg.lastElementChild)
-  // Bring it to the middle of the view, now and whenever the frame is
-  // resized (a folded section opened, the report's frame fitted to us).
-  const centre = () => window.scrollTo({left: Math.max(0, x + w / 2 - window.innerWidth / 2), top: Math.max(0, y + h / 2 - window.innerHeight / 2)})
+  // Bring it to the middle of the view, scrolling down only as far as it
+  // takes, now and whenever the frame is resized (a folded section
+  // opened, the report's frame fitted to the drawing).
+  const centre = () => window.scrollTo({left: Math.max(0, x + w / 2 - window.innerWidth / 2), top: Math.max(0, y + h + 40 - window.innerHeight)})
   centre()
   window.addEventListener('load', centre)
   window.addEventListener('resize', centre)

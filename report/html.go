@@ -279,7 +279,7 @@ func newPageStore(run *Run, r *verify.Result, palette map[string]string, o *HTML
 	}
 	var rest []string
 	if n := len(groups) - len(picked); n > 0 {
-		rest = append(rest, fmt.Sprintf("%s more (%s) in result.json", plural(n, "group"), plural(hidden, "anomaly")))
+		rest = append(rest, fmt.Sprintf("%d more %s (%s) in result.json", n, strings.TrimPrefix(plural(n, "group"), strconv.Itoa(n)+" "), plural(hidden, "anomaly")))
 	}
 	if n := s.Found - len(r.Report.Anomalies); n > 0 {
 		rest = append(rest, fmt.Sprintf("%d more found but not listed: the explainers list the first few of each kind on each key", n))

@@ -57,9 +57,8 @@ func TableRow(r *verify.Result) []string {
 }
 
 // WriteTable writes the terminal table: one row per store, then one line
-// per store saying what its verdict rests on (and, for a key no order
-// explains and no explainer names, why in words), then the run's
-// headline.
+// per store saying what its verdict rests on (and, for an illegal key when
+// no explainer found anything, why in words), then the run's headline.
 func WriteTable(w io.Writer, run *Run) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(cells []string) {
@@ -84,8 +83,10 @@ func WriteTable(w io.Writer, run *Run) error {
 		if n := otherAnomalies(r); n != "" {
 			fmt.Fprintf(w, "  other anomalies: %s\n", n)
 		}
-		for _, ik := range illegalKeys(r) {
-			if !ik.Explained {
+		// When no explainer found anything, the search's verdict is the
+		// only evidence: say in words what it rests on.
+		if Anomalies(r) == 0 {
+			for _, ik := range illegalKeys(r) {
 				fmt.Fprintf(w, "  key %s: %s\n", ik.Key, ik.Why)
 				break
 			}
