@@ -47,6 +47,7 @@ type engine struct {
 	stateMu    sync.Mutex
 	phase      string
 	curFault   string
+	stopPhase  string // the phase ctx ended in
 
 	gate         sync.RWMutex       // writes hold it shared; a read window holds it
 	leftOut      map[string]string  // fault -> why it could not be produced
@@ -204,6 +205,11 @@ func (e *engine) run(ctx context.Context) (*Result, error) {
 			w.stop()
 		}
 	}()
+	defer context.AfterFunc(ctx, func() {
+		e.stateMu.Lock()
+		e.stopPhase = e.phase
+		e.stateMu.Unlock()
+	})()
 	nems := e.buildNemeses()
 	if cfg.RequireFaults && len(e.leftOut) > 0 {
 		var why []string
@@ -345,7 +351,10 @@ func (e *engine) interrupted(ctx context.Context) (*Result, error) {
 		w.stop()
 	}
 	e.stateMu.Lock()
-	phase := e.phase
+	phase := e.stopPhase
+	if phase == "" {
+		phase = e.phase // AfterFunc's goroutine has not run yet
+	}
 	e.stateMu.Unlock()
 	e.env.note("interrupted during the %s phase: the history so far is checked, without the convergence sweep and the stampede probe", phase)
 	h, err := e.history()
