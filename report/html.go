@@ -241,10 +241,10 @@ func newPageStore(run *Run, r *verify.Result, palette map[string]string, o *HTML
 		Class:    storeClass(run, r),
 		Explain:  Explain(r),
 		Doc:      Doc(r.Store),
-		Checks:   checks(r),
 		History:  run.Histories[r.Store],
 		Open:     len(run.Results) == 1 || !run.StoreOK(r),
 	}
+
 	switch {
 	case r.ExpectPass:
 		s.VerdictNote = "expected to pass"
@@ -256,9 +256,7 @@ func newPageStore(run *Run, r *verify.Result, palette map[string]string, o *HTML
 	for _, n := range storeNotes(r) {
 		s.Notes = append(s.Notes, Plain(n))
 	}
-	if !r.Passed() && (r.ExpectPass || r.Interrupted) {
-		s.Problems = problems(r)
-	}
+	s.Problems = problems(r)
 	if r.Detected {
 		s.TimeToDetection = Duration(r.TimeToDetection)
 	}
@@ -294,6 +292,9 @@ func newPageStore(run *Run, r *verify.Result, palette map[string]string, o *HTML
 		s.TimelineKey, s.TimelineWhy, s.Timeline = timeline(r, o.TimelineTimeout)
 		s.CaptionTitle, s.Caption = caption(r, s.TimelineKey)
 	}
+	// The failing operation's story is told once: over the timeline when
+	// it is in view, else in the checks table.
+	s.Checks = checks(r, s.Open && s.Timeline != "" && s.CaptionTitle != "")
 	var ev []string
 	if len(s.Groups) > 0 {
 		ev = append(ev, plural(s.Found, "anomaly"))
@@ -305,19 +306,15 @@ func newPageStore(run *Run, r *verify.Result, palette map[string]string, o *HTML
 	return s
 }
 
-// problems is r.Problems in plain words, the illegal key's in words that
-// say why.
+// problems are the reasons a store did not pass that its checks table
+// does not show.
 func problems(r *verify.Result) []string {
 	var out []string
-	iks := illegalKeys(r)
-	for _, p := range r.Problems() {
-		if strings.HasPrefix(p, "not linearizable:") && len(iks) > 0 {
-			ik := iks[0]
-			out = append(out, fmt.Sprintf("not linearizable: %d of %d keys illegal. Key %s, op %d: %s",
-				len(iks), len(r.Report.Linearizability.Keys), ik.Key, ik.OpID, ik.Why))
-			continue
-		}
-		out = append(out, Plain(p))
+	if r.Interrupted {
+		out = append(out, "the run was interrupted: only the history recorded until then was checked, without the convergence sweep and the stampede probe")
+	}
+	if r.Report.Summary.Outcomes[history.OK] == 0 {
+		out = append(out, "no operation succeeded: nothing was checked")
 	}
 	return out
 }
@@ -364,7 +361,7 @@ func configuredFaults(run *Run, r *verify.Result) []string {
 // checks lists each check with what it means and its result, in the order
 // a reader asks: is it linearizable, which anomalies, did it converge, how
 // did the cache hold a stampede, how stale did it get.
-func checks(r *verify.Result) []pageCheck {
+func checks(r *verify.Result, captioned bool) []pageCheck {
 	rep := r.Report
 	var out []pageCheck
 	lin := rep.Linearizability
@@ -380,6 +377,9 @@ func checks(r *verify.Result) []pageCheck {
 		}
 		iks := illegalKeys(r)
 		switch {
+		case len(iks) > 0 && captioned:
+			ik := iks[0]
+			linc.Detail = fmt.Sprintf("%d of %d keys illegal. The first, key %s, fails at op %d: see the timeline below", len(iks), len(lin.Keys), ik.Key, ik.OpID)
 		case len(iks) > 0:
 			ik := iks[0]
 			linc.Detail = fmt.Sprintf("%d of %d keys illegal. The first, key %s, fails at op %d: %s", len(iks), len(lin.Keys), ik.Key, ik.OpID, ik.Why)

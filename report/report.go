@@ -164,8 +164,11 @@ func (r *Run) Headline() string {
 				continue
 			}
 			s := res.Store + " " + Verdict(res)
-			if Verdict(res) == Caught {
+			switch {
+			case Verdict(res) == Caught:
 				s = res.Store + " is unsafe (CAUGHT, as expected of a known-bad store)"
+			case len(r.Results) == 1:
+				s = res.Store + " did not pass every check (" + Verdict(res) + ")"
 			}
 			f = append(f, s)
 		}

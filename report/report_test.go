@@ -257,7 +257,7 @@ func TestHTMLSelfContained(t *testing.T) {
 	for _, want := range []string{
 		"FAIL: 2 of 4 stores did not meet their expectation",
 		`id="store-write-db-delete-cache"`,
-		"stale_read",
+		"stale read",
 		"<iframe",               // porcupine's timeline, inline
 		"srcdoc=\"&lt;!doctype", // ... as its own document
 		"<svg",                  // the plots
