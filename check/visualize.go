@@ -238,7 +238,9 @@ const annotateJS = `(function () {
     const pinned = document.createElementNS(ns, 'g')
     pinned.setAttribute('pointer-events', 'none')
     const strip = document.createElementNS(ns, 'rect')
-    set(strip, {x: 0, y: 0, width: Number(axis.getAttribute('x1')) - 2, height: svg.getAttribute('height'), class: 'memstore-strip'})
+    // From the page's left edge (the body's margin too) to the time axis.
+    const left = svg.getBoundingClientRect().left + window.scrollX
+    set(strip, {x: -left, y: 0, width: left + Number(axis.getAttribute('x1')) - 2, height: svg.getAttribute('height'), class: 'memstore-strip'})
     pinned.appendChild(strip)
     for (const l of labels) pinned.appendChild(l)
     svg.appendChild(pinned)
