@@ -1,6 +1,7 @@
 package report
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"slices"
@@ -109,15 +110,16 @@ func timeText(ns int64) string {
 
 // FaultFailures splits the operations of r that failed or ended unknown
 // (final reads included) into those that overlapped a fault window, which
-// the faults are there to cause, and the others: real errors. ok is false
-// without a history.
+// the faults are there to cause, and the others: real errors. In an
+// interrupted run, the calls that the interruption itself cancelled are
+// neither. ok is false without a history.
 func FaultFailures(r *verify.Result) (inFaults, other int, ok bool) {
 	if r.History == nil {
 		return 0, 0, false
 	}
 	for i := range r.History.Ops {
 		op := &r.History.Ops[i]
-		if op.Outcome == history.OK {
+		if op.Outcome == history.OK || r.Interrupted && strings.Contains(op.Err, context.Canceled.Error()) {
 			continue
 		}
 		if faultDuring(r, op) != "" {
