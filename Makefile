@@ -8,7 +8,7 @@ PKGS        ?= ./...
 ARGS        ?=
 BENCH_ARGS  ?=
 
-.PHONY: all deps test test-short lint fmt fmt-check vet staticcheck run bench
+.PHONY: all deps test test-short lint fmt fmt-check vet staticcheck run demo bench chromium screenshots
 
 all: test
 
@@ -46,6 +46,24 @@ fmt:
 run: deps
 	$(GO) build -o bin/memstore ./cmd/memstore
 	./bin/memstore check $(ARGS)
+
+# The thirty-second pitch: the stale read of the naive store, and none in
+# memstore, through the real stores with the race forced by a hook.
+demo: deps
+	$(GO) build -o bin/memstore ./cmd/memstore
+	./bin/memstore demo
+
+# Headless Chromium pictures of report.html, for people to look at: a
+# caught known-bad store, an all-stores run and a recorded failure no
+# explainer names, into out/screenshots/ (top of the page and whole
+# page). Needs Chromium, which `make chromium` installs; `make test` does
+# not.
+screenshots: deps chromium
+	$(GO) build -o bin/memstore ./cmd/memstore
+	bash scripts/screenshots.sh out/screenshots
+
+chromium:
+	@bash scripts/install-chromium.sh
 
 # The cost of the test fixtures (targets: Redis <= 50 ms, Postgres <= 200 ms),
 # then `memstore bench` with the peer libraries (the nested module bench/):

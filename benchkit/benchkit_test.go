@@ -263,8 +263,9 @@ func TestMainUsage(t *testing.T) {
 		}
 	}
 	var out, errb bytes.Buffer
-	if err := Main(context.Background(), []string{"-h"}, &out, &errb); err != nil || !strings.Contains(errb.String(), "-duration") {
-		t.Errorf("Main(-h) = %v, usage %q", err, errb.String())
+	if err := Main(context.Background(), []string{"-h"}, &out, &errb); err != nil || !strings.HasPrefix(out.String(), "Usage: memstore bench [flags]") ||
+		!strings.Contains(out.String(), "-duration") || errb.Len() != 0 {
+		t.Errorf("Main(-h) = %v, stdout %q, stderr %q; want the usage on stdout", err, out.String(), errb.String())
 	}
 }
 

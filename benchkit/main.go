@@ -46,7 +46,9 @@ func (c *Command) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 		name = "bench"
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// A bad flag is the caller's one-line error (UsageError); -h prints
+	// the help on stdout, as every memstore command does.
+	fs.SetOutput(io.Discard)
 	var (
 		duration = fs.Duration("duration", time.Second, "how long each row runs at each goroutine count")
 		gor      = fs.String("goroutines", "1,16", "comma-separated goroutine counts")
@@ -62,14 +64,13 @@ func (c *Command) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 		miss     = fs.Int("miss-keys", 50000, "never-cached keys the get-miss row may read per measurement")
 		quiet    = fs.Bool("q", false, "no progress lines on stderr")
 	)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s [flags]\n\n"+
-			"Measures memstore beside raw go-redis commands and the classic cache strategies,\n"+
-			"in one process against one private redis-server and one database.\n\nflags:\n", name)
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "Usage: %s [flags]\n\n"+
+				"Measures memstore beside raw go-redis commands and the classic cache strategies,\n"+
+				"in one process against one private redis-server and one database.\n\nFlags:\n", name)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return nil
 		}
 		return &UsageError{err}

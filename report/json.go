@@ -18,8 +18,11 @@ type Document struct {
 	// RequirePass says what OK asks: every store passed every check (true),
 	// or every store met its expectation (false: known-bad stores must be
 	// caught).
-	RequirePass bool              `json:"require_pass"`
-	Headline    string            `json:"headline"`
+	RequirePass bool   `json:"require_pass"`
+	Headline    string `json:"headline"`
+	// Interrupted says that the run was stopped before every store
+	// finished; OK is then false.
+	Interrupted bool              `json:"interrupted,omitempty"`
 	Command     string            `json:"command,omitempty"`
 	Started     *time.Time        `json:"started,omitempty"`
 	Elapsed     time.Duration     `json:"elapsed_ns,omitempty"`
@@ -54,6 +57,14 @@ type StoreDoc struct {
 	// Converged is null when convergence was not checked.
 	Converged *bool `json:"converged"`
 	Ops       int   `json:"ops"`
+	// FailedInFaults counts the operations that failed or ended unknown
+	// while a fault was injected (what faults are for); OtherErrors the
+	// rest.
+	FailedInFaults int `json:"failed_in_faults"`
+	OtherErrors    int `json:"other_errors"`
+	// Interrupted says that the store's run was stopped before it
+	// finished: its checks cover the history up to then.
+	Interrupted bool `json:"interrupted,omitempty"`
 	// DBLoadsPerColdKey is the mean number of DB loads per cold key in the
 	// stampede probe (null when the probe did not run); MaxDBLoads the most
 	// for one key.
@@ -73,11 +84,13 @@ type StoreDoc struct {
 	// TimeToDetection is how far into the run the history first proved a
 	// violation (0 when none did).
 	TimeToDetection time.Duration `json:"time_to_detection_ns,omitempty"`
-	// Faults counts the fault windows injected, by fault; LeftOut names the
+	// Faults counts the fault windows injected, by fault; NotReached
+	// names the faults of the run the workload ended before; LeftOut the
 	// faults that could not be produced here, with the reason.
-	Faults  map[string]int    `json:"faults"`
-	LeftOut map[string]string `json:"left_out_faults,omitempty"`
-	Notes   []string          `json:"notes,omitempty"`
+	Faults     map[string]int    `json:"faults"`
+	NotReached []string          `json:"faults_not_reached,omitempty"`
+	LeftOut    map[string]string `json:"left_out_faults,omitempty"`
+	Notes      []string          `json:"notes,omitempty"`
 	// History is the file the run's history was saved to, for
 	// `memstore check-history`.
 	History string `json:"history,omitempty"`
@@ -93,6 +106,9 @@ type Violation struct {
 	Key         string `json:"key,omitempty"`
 	Ops         []int  `json:"ops,omitempty"`
 	Explanation string `json:"explanation"`
+	// Why says in words, for an illegal key, why no order explains the
+	// operation: an explainer's finding, or what the history shows.
+	Why string `json:"why,omitempty"`
 }
 
 // NewDocument builds the JSON document of run.
@@ -101,6 +117,7 @@ func NewDocument(run *Run) *Document {
 		OK:          run.OK(),
 		RequirePass: run.RequirePass,
 		Headline:    run.Headline(),
+		Interrupted: run.Interrupted,
 		Command:     run.Command,
 		Elapsed:     run.Elapsed,
 		Notes:       run.Notes,
@@ -117,14 +134,15 @@ func NewDocument(run *Run) *Document {
 		}
 	}
 	for _, r := range run.Results {
-		d.Stores = append(d.Stores, storeDoc(r, run.Histories[r.Store]))
+		d.Stores = append(d.Stores, storeDoc(run, r))
 	}
 	return d
 }
 
-func storeDoc(r *verify.Result, hist string) StoreDoc {
+func storeDoc(run *Run, r *verify.Result) StoreDoc {
 	rep := r.Report
 	p50, p99 := LatencyOf(r)
+	inFaults, other, _ := FaultFailures(r)
 	s := StoreDoc{
 		Name:            r.Store,
 		Expected:        Expected(r),
@@ -139,6 +157,9 @@ func storeDoc(r *verify.Result, hist string) StoreDoc {
 		LostWrites:      rep.Summary.Anomalies[check.LostWrite],
 		Converged:       Converged(r),
 		Ops:             r.Ops,
+		FailedInFaults:  inFaults,
+		OtherErrors:     other,
+		Interrupted:     r.Interrupted,
 		P50:             p50,
 		P99:             p99,
 		Fired:           nonNil(r.Fired()),
@@ -148,8 +169,12 @@ func storeDoc(r *verify.Result, hist string) StoreDoc {
 		Faults:          FaultCounts(r),
 		LeftOut:         r.LeftOut,
 		Notes:           r.Notes,
-		History:         hist,
+		History:         run.Histories[r.Store],
 		Report:          rep,
+	}
+	_, notReached, _ := faultLists(run, r, nil)
+	for _, f := range notReached {
+		s.NotReached = append(s.NotReached, f.Name)
 	}
 	if rep.Invalid != "" {
 		s.Linearizable = string(check.Unknown)
@@ -177,11 +202,15 @@ func Violations(r *verify.Result) []Violation {
 	if rep.Invalid != "" {
 		out = append(out, Violation{Check: "history", Explanation: "the history could not be checked: " + rep.Invalid})
 	}
+	why := make(map[string]string)
+	for _, ik := range illegalKeys(r) {
+		why[ik.Key] = ik.Why
+	}
 	for _, k := range rep.Linearizability.Keys {
 		if k.Verdict != check.Illegal {
 			continue
 		}
-		v := Violation{Check: verify.CheckLinearizability, Key: k.Key, Explanation: k.Reason}
+		v := Violation{Check: verify.CheckLinearizability, Key: k.Key, Explanation: k.Reason, Why: why[k.Key]}
 		if k.FailedOp != nil {
 			v.Ops = []int{*k.FailedOp}
 		}

@@ -10,8 +10,10 @@ package report
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +50,13 @@ type Run struct {
 	// Histories names, per store, the file its history was saved to (a
 	// path relative to the report), so that it can be checked again.
 	Histories map[string]string
+	// Faults are the faults the run cycled through, so that the report can
+	// name those a store did not reach before its workload ended. Nil:
+	// not known (a recorded history).
+	Faults []string
+	// Interrupted says that the run was stopped (Ctrl-C) before every
+	// store finished: the report shows what it had. Such a run is not OK.
+	Interrupted bool
 }
 
 // Setting is one named parameter of a run.
@@ -57,13 +66,19 @@ type Setting struct {
 
 // OK reports whether every store met its expectation (those expected to
 // pass passed, the known-bad ones were caught), or with RequirePass,
-// whether every store passed. A run with no results is not OK.
+// whether every store passed. A run with no results, or an interrupted
+// one, is not OK.
 func (r *Run) OK() bool {
-	return len(r.Results) > 0 && len(r.Failures()) == 0
+	return len(r.Results) > 0 && len(r.Failures()) == 0 && !r.Interrupted
 }
 
-// ok reports whether one store's result lets the run be OK.
-func (r *Run) ok(res *verify.Result) bool {
+// StoreOK reports whether one store's result lets the run be OK: the
+// colour of its badge. With RequirePass, a known-bad store that was
+// caught does not: it broke its promises, as expected.
+func (r *Run) StoreOK(res *verify.Result) bool {
+	if res.Interrupted && !res.Caught() {
+		return false
+	}
 	if r.RequirePass {
 		return res.Passed()
 	}
@@ -76,11 +91,19 @@ const (
 	Fail   = "FAIL"   // expected to pass, and did not
 	Caught = "CAUGHT" // known-bad, and a check caught it
 	Missed = "MISSED" // known-bad, and no check fired
+
+	// Interrupted: the run was stopped before the store's checks were all
+	// done, and none that ran fired.
+	Interrupted = "INTERRUPTED"
 )
 
-// Verdict is a store's verdict: Pass, Fail, Caught or Missed.
+// Verdict is a store's verdict: Pass, Fail, Caught or Missed, or
+// Interrupted for a run stopped before its end in which no check fired (a
+// check that fired in the history so far is a proof all the same).
 func Verdict(r *verify.Result) string {
 	switch {
+	case r.Interrupted && !r.Caught():
+		return Interrupted
 	case r.ExpectPass && r.Passed():
 		return Pass
 	case r.ExpectPass:
@@ -106,7 +129,7 @@ func Expected(r *verify.Result) string {
 func (r *Run) Failures() []string {
 	var out []string
 	for _, res := range r.Results {
-		if !r.ok(res) {
+		if !r.StoreOK(res) {
 			out = append(out, res.Store+" "+Verdict(res))
 		}
 	}
@@ -115,6 +138,16 @@ func (r *Run) Failures() []string {
 
 // Headline is the run's verdict in one line.
 func (r *Run) Headline() string {
+	if r.Interrupted {
+		var done []string
+		for _, res := range r.Results {
+			done = append(done, res.Store+" "+Verdict(res))
+		}
+		if len(done) == 0 {
+			return "INTERRUPTED: stopped before any store was checked"
+		}
+		return "INTERRUPTED: stopped before the run finished; so far " + strings.Join(done, ", ")
+	}
 	if len(r.Results) == 0 {
 		return "FAIL: no store was checked"
 	}
@@ -122,8 +155,27 @@ func (r *Run) Headline() string {
 		if r.OK() {
 			return "OK: every store passed every check"
 		}
-		f := r.Failures()
-		return fmt.Sprintf("FAIL: %d of %s broke a promise: %s", len(f), plural(len(r.Results), "store"), strings.Join(f, ", "))
+		// Named one by one, a store is asked "is it safe?". A known-bad
+		// one that is caught answers no, as expected: say both, so that
+		// the verdict does not read as a failure of the verifier.
+		var f []string
+		for _, res := range r.Results {
+			if r.StoreOK(res) {
+				continue
+			}
+			s := res.Store + " " + Verdict(res)
+			switch {
+			case Verdict(res) == Caught:
+				s = res.Store + " is unsafe (CAUGHT, as expected of a known-bad store)"
+			case len(r.Results) == 1:
+				s = res.Store + " did not pass every check (" + Verdict(res) + ")"
+			}
+			f = append(f, s)
+		}
+		if len(r.Results) == 1 {
+			return "FAIL: " + f[0]
+		}
+		return fmt.Sprintf("FAIL: %d of %s broke their promises: %s", len(f), plural(len(r.Results), "store"), strings.Join(f, "; "))
 	}
 	if r.OK() {
 		pass, caught := 0, 0
@@ -151,8 +203,13 @@ func (r *Run) Headline() string {
 // that fired (with the time to the first proof), or the problems that keep
 // it from passing, or that every check held.
 func Explain(r *verify.Result) string {
-	fired := r.Fired()
+	var fired []string
+	for _, c := range r.Fired() {
+		fired = append(fired, CheckName(c))
+	}
 	switch {
+	case r.Interrupted && len(fired) == 0:
+		return "interrupted before the run finished; no check fired in the history so far"
 	case len(fired) > 0:
 		s := "caught by " + strings.Join(fired, ", ")
 		if r.ExpectPass {
@@ -164,7 +221,7 @@ func Explain(r *verify.Result) string {
 		return s
 	case !r.Passed():
 		p := r.Problems()
-		s := p[0]
+		s := Plain(p[0])
 		if len(p) > 1 {
 			s += fmt.Sprintf(" (and %d more)", len(p)-1)
 		}
@@ -299,30 +356,49 @@ func FaultCounts(r *verify.Result) map[string]int {
 	return m
 }
 
-// Duration formats d with two or three significant digits: 412µs, 1.2ms,
-// 15ms, 1.25s.
+// Duration formats d to three significant digits in the unit that keeps
+// it between 1 and 1000: 412µs, 1.23ms, 15ms, 1.25s, 12.3s; from a minute
+// on, to the second: 2m05s.
 func Duration(d time.Duration) string {
-	switch {
-	case d <= 0:
+	if d <= 0 {
 		return "0"
-	case d < time.Microsecond:
-		return d.String()
-	case d < time.Millisecond:
-		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
-	case d < 10*time.Millisecond:
-		return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
-	case d < time.Second:
-		return fmt.Sprintf("%.0fms", float64(d)/float64(time.Millisecond))
-	case d < time.Minute:
-		return fmt.Sprintf("%.2fs", d.Seconds())
-	default:
-		return d.Round(time.Second).String()
 	}
+	if d >= time.Minute-500*time.Millisecond {
+		d = d.Round(time.Second)
+		return fmt.Sprintf("%dm%02ds", int(d/time.Minute), int(d%time.Minute/time.Second))
+	}
+	units := []struct {
+		name string
+		size time.Duration
+	}{{"ns", 1}, {"µs", time.Microsecond}, {"ms", time.Millisecond}, {"s", time.Second}}
+	for i, u := range units {
+		v := sig3(float64(d) / float64(u.size))
+		if v < 1000 || i == len(units)-1 {
+			return trimFloat(v) + u.name
+		}
+	}
+	return d.String() // not reached
+}
+
+// sig3 rounds v > 0 to three significant digits.
+func sig3(v float64) float64 {
+	p := math.Pow(10, 2-math.Floor(math.Log10(v)))
+	return math.Round(v*p) / p
+}
+
+// trimFloat writes v with at most two decimals and no trailing zeros.
+func trimFloat(v float64) string {
+	s := strconv.FormatFloat(v, 'f', 2, 64)
+	s = strings.TrimRight(s, "0")
+	return strings.TrimSuffix(s, ".")
 }
 
 func plural(n int, what string) string {
 	if n == 1 {
 		return "1 " + what
+	}
+	if w, ok := strings.CutSuffix(what, "y"); ok {
+		return fmt.Sprintf("%d %sies", n, w)
 	}
 	return fmt.Sprintf("%d %ss", n, what)
 }

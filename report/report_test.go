@@ -171,8 +171,11 @@ func TestRequirePass(t *testing.T) {
 	if run.OK() {
 		t.Errorf("RequirePass run with a caught store is OK")
 	}
-	if h := run.Headline(); !strings.Contains(h, "broke a promise: write-db-delete-cache CAUGHT") {
+	if h := run.Headline(); !strings.Contains(h, "1 of 2 stores broke their promises: write-db-delete-cache is unsafe (CAUGHT, as expected of a known-bad store)") {
 		t.Errorf("headline %q does not name the store that broke a promise", h)
+	}
+	if run.StoreOK(run.Results[1]) {
+		t.Errorf("a caught store is OK in a run that requires a pass: its badge would be green under a red banner")
 	}
 	run.Results = run.Results[:1]
 	if !run.OK() {
@@ -254,7 +257,7 @@ func TestHTMLSelfContained(t *testing.T) {
 	for _, want := range []string{
 		"FAIL: 2 of 4 stores did not meet their expectation",
 		`id="store-write-db-delete-cache"`,
-		"stale_read",
+		"stale read",
 		"<iframe",               // porcupine's timeline, inline
 		"srcdoc=\"&lt;!doctype", // ... as its own document
 		"<svg",                  // the plots
@@ -284,10 +287,17 @@ func TestDuration(t *testing.T) {
 		want string
 	}{
 		{0, "0"},
+		{7, "7ns"},
 		{412 * time.Microsecond, "412µs"},
-		{1234 * time.Microsecond, "1.2ms"},
+		{999_600 * time.Nanosecond, "1ms"},
+		{1234 * time.Microsecond, "1.23ms"},
 		{15 * time.Millisecond, "15ms"},
+		{15_240 * time.Microsecond, "15.2ms"},
+		{152_400 * time.Microsecond, "152ms"},
 		{1250 * time.Millisecond, "1.25s"},
+		{1_100_898_421, "1.1s"}, // the issue's 1.100898421s
+		{12_345 * time.Millisecond, "12.3s"},
+		{125 * time.Second, "2m05s"},
 	} {
 		if got := report.Duration(tc.d); got != tc.want {
 			t.Errorf("Duration(%v) = %q, want %q", tc.d, got, tc.want)

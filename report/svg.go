@@ -17,7 +17,7 @@ import (
 // windows shaded in the colour of their fault, the workload phase marked.
 
 const (
-	plotW      = 1040
+	plotW      = 860
 	plotH      = 210
 	padL       = 64 // room for the y labels
 	padR       = 12
@@ -28,33 +28,70 @@ const (
 	axisColour = "#9aa3ad"
 )
 
-// faultColours gives each fault a colour of its own: Redis process faults
-// warm, cache-content faults green, network faults pink, DB faults blue.
-// Others take the spares in turn.
+// faultColours gives each fault a hue of its own (a qualitative palette:
+// no two alike), by family: Redis process faults red to brown,
+// cache-content faults greens, network faults blues and purples, DB
+// faults magenta, maroon and olive. The plots shade each window in a
+// light tint of its hue (bandColour), the legends show the same tint.
 var faultColours = map[string]string{
-	"redis-kill":      "#f4a6a6",
-	"redis-restart":   "#f7c59f",
-	"redis-pause":     "#f9e08b",
-	"redis-oom":       "#e9c46a",
-	"redis-evict-lru": "#cfe8a9",
-	"evict-keys":      "#a8dcc4",
-	"evict":           "#a8dcc4",
-	"flush":           "#8fd1b8",
-	"latency":         "#f5c6e0",
-	"reset":           "#e7a9cf",
-	"partition":       "#d99ac0",
-	"blackhole":       "#c9a3d9",
-	"db-fail":         "#a9c8f0",
-	"db-fail-commits": "#8fb3e8",
-	"db-latency":      "#c5d9f5",
-	"kill-worker":     "#d6c2a8",
-	"worker-kill":     "#d6c2a8",
+	"redis-kill":      "#e6194b",
+	"redis-restart":   "#f58231",
+	"redis-pause":     "#ffe119",
+	"redis-oom":       "#9a6324",
+	"redis-evict-lru": "#bfef45",
+	"evict-keys":      "#3cb44b",
+	"flush":           "#469990",
+	"latency":         "#42d4f4",
+	"reset":           "#4363d8",
+	"partition":       "#911eb4",
+	"blackhole":       "#000075",
+	"db-fail":         "#f032e6",
+	"db-fail-commits": "#800000",
+	"db-latency":      "#808000",
+	"kill-worker":     "#a9a9a9",
 }
 
-var spareColours = []string{"#d9d2b0", "#b0d9d2", "#d2b0d9", "#b5c7e8", "#e8d5b5", "#c0c0c0"}
+// spareColours are for faults the palette does not know (a user's own
+// nemeses), in turn.
+var spareColours = []string{"#fabed4", "#dcbeff", "#aaffc3", "#ffd8b1", "#fffac8", "#000000"}
+
+// faultDoc says in a few words what each fault does.
+var faultDoc = map[string]string{
+	"redis-kill":      "redis-server killed (SIGKILL), restarted empty at heal",
+	"redis-restart":   "redis-server killed and restarted at once: every cached entry lost",
+	"redis-pause":     "redis-server stopped (SIGSTOP), resumed at heal",
+	"redis-oom":       "Redis out of memory: its writes fail",
+	"redis-evict-lru": "Redis evicting keys (allkeys-lru), leases and intents included",
+	"evict-keys":      "half of the run's Redis keys deleted at once",
+	"flush":           "every Redis key of the run deleted",
+	"latency":         "every Redis round trip 10ms slower",
+	"reset":           "Redis connections reset after the request arrived",
+	"partition":       "Redis connections closed and refused",
+	"blackhole":       "Redis connections hang",
+	"db-fail":         "every DB statement fails",
+	"db-fail-commits": "DB commits apply, then report failure",
+	"db-latency":      "every DB statement 20ms slower",
+	"kill-worker":     "a worker process killed mid-operation, then restarted",
+}
+
+// bandAlpha is how much of a fault's hue its window's tint keeps.
+const bandAlpha = 0.42
+
+// bandColour is the tint of hex (#rrggbb) that shades a fault window: the
+// hue over white at bandAlpha, opaque, so that the legend's swatch is the
+// very colour of the plot.
+func bandColour(hex string) string {
+	var r, g, b int
+	if _, err := fmt.Sscanf(hex, "#%02x%02x%02x", &r, &g, &b); err != nil {
+		return hex
+	}
+	mix := func(c int) int { return int(math.Round(bandAlpha*float64(c) + (1-bandAlpha)*255)) }
+	return fmt.Sprintf("#%02x%02x%02x", mix(r), mix(g), mix(b))
+}
 
 // faultPalette assigns colours to the fault names of results, the same
-// colour to the same fault in every plot of a report.
+// colour to the same fault in every plot of a report: the tints of
+// faultColours.
 func faultPalette(results []*verify.Result) map[string]string {
 	names := make(map[string]bool)
 	for _, r := range results {
@@ -65,12 +102,12 @@ func faultPalette(results []*verify.Result) map[string]string {
 	p := make(map[string]string)
 	spare := 0
 	for _, name := range sortedKeys(names) {
-		if c, ok := faultColours[name]; ok {
-			p[name] = c
-		} else {
-			p[name] = spareColours[spare%len(spareColours)]
+		c, ok := faultColours[name]
+		if !ok {
+			c = spareColours[spare%len(spareColours)]
 			spare++
 		}
+		p[name] = bandColour(c)
 	}
 	return p
 }
@@ -99,7 +136,7 @@ func frame(b *strings.Builder, r *verify.Result, a timeAxis, palette map[string]
 	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" class="plot" role="img" aria-label="%s">`, plotW, plotH, html.EscapeString(title))
 	for _, f := range r.Faults {
 		x0, x1 := a.x(f.Start), a.x(f.End)
-		fmt.Fprintf(b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s" opacity="0.75"><title>%s %s–%s</title></rect>`,
+		fmt.Fprintf(b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s–%s</title></rect>`,
 			x0, padT, math.Max(x1-x0, 1), innerH, palette[f.Name], html.EscapeString(f.Name), secs(f.Start), secs(f.End))
 	}
 	if r.History != nil {
@@ -110,8 +147,8 @@ func frame(b *strings.Builder, r *verify.Result, a timeAxis, palette map[string]
 			x0, x1 := a.x(ev.Start), a.x(ev.End)
 			fmt.Fprintf(b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#555" stroke-dasharray="4 3"/>`, x0, padT-6, x0, padT+innerH)
 			fmt.Fprintf(b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#555" stroke-dasharray="4 3"/>`, x1, padT-6, x1, padT+innerH)
-			fmt.Fprintf(b, `<text x="%.1f" y="%d" class="phase">workload with faults</text>`, x0+4, padT-8)
-			fmt.Fprintf(b, `<text x="%.1f" y="%d" class="phase">heal, quiet, final reads</text>`, x1+4, padT-8)
+			phaseLabel(b, x0, "workload with faults", "workload")
+			phaseLabel(b, x1, "heal, quiet, final reads", "heal, checks", "heal")
 		}
 	}
 	fmt.Fprintf(b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s"/>`, padL, padT+innerH, padL+innerW, padT+innerH, axisColour)
@@ -120,6 +157,27 @@ func frame(b *strings.Builder, r *verify.Result, a timeAxis, palette map[string]
 		x := a.x(t)
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s"/>`, x, padT+innerH, x, padT+innerH+4, axisColour)
 		fmt.Fprintf(b, `<text x="%.1f" y="%d" class="xl">%s</text>`, x, padT+innerH+16, secs(t))
+	}
+}
+
+// phaseLabel writes the first of labels that fits in the plot's top strip
+// from x0 to the right edge: from x0 on, or ending at the edge when it
+// starts at most a few pixels before x0. If none fits, nothing: a label is
+// never cut off by the edge. labelCharW is a generous width of one
+// character of the 11px label font.
+func phaseLabel(b *strings.Builder, x0 float64, labels ...string) {
+	const labelCharW = 6.4
+	edge := float64(plotW - padR)
+	for _, label := range labels {
+		w := labelCharW * float64(len([]rune(label)))
+		switch {
+		case x0+4+w <= edge:
+			fmt.Fprintf(b, `<text x="%.1f" y="%d" class="phase">%s</text>`, x0+4, padT-8, html.EscapeString(label))
+			return
+		case edge-w >= x0-12:
+			fmt.Fprintf(b, `<text x="%.1f" y="%d" class="phase" text-anchor="end">%s</text>`, edge, padT-8, html.EscapeString(label))
+			return
+		}
 	}
 }
 

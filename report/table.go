@@ -12,9 +12,13 @@ import (
 
 // TableHeader names the table's columns.
 var TableHeader = []string{
-	"store", "expect", "ops", "linearizable", "stale reads", "lost writes",
+	"store", "expect", "ops", "failed in faults", "other errors", "linearizable", "stale reads", "lost writes",
 	"converged", "DB loads/cold key", "p50", "p99", "verdict",
 }
+
+// numericColumns are the columns of TableHeader that hold numbers (the
+// HTML table aligns them right).
+var numericColumns = map[int]bool{2: true, 3: true, 4: true, 6: true, 7: true, 9: true, 10: true, 11: true}
 
 // TableRow is one store's row of the table, as text.
 func TableRow(r *verify.Result) []string {
@@ -31,10 +35,16 @@ func TableRow(r *verify.Result) []string {
 		}
 	}
 	an := r.Report.Summary.Anomalies
+	inFaults, other := "-", "-"
+	if f, o, ok := FaultFailures(r); ok {
+		inFaults, other = strconv.Itoa(f), strconv.Itoa(o)
+	}
 	return []string{
 		r.Store,
 		Expected(r),
 		strconv.Itoa(r.Ops),
+		inFaults,
+		other,
 		Linearizable(r),
 		strconv.Itoa(an[check.StaleRead]),
 		strconv.Itoa(an[check.LostWrite]),
@@ -47,7 +57,8 @@ func TableRow(r *verify.Result) []string {
 }
 
 // WriteTable writes the terminal table: one row per store, then one line
-// per store saying what its verdict rests on, then the run's headline.
+// per store saying what its verdict rests on (and, for an illegal key when
+// no explainer found anything, why in words), then the run's headline.
 func WriteTable(w io.Writer, run *Run) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(cells []string) {
@@ -72,6 +83,14 @@ func WriteTable(w io.Writer, run *Run) error {
 		if n := otherAnomalies(r); n != "" {
 			fmt.Fprintf(w, "  other anomalies: %s\n", n)
 		}
+		// When no explainer found anything, the search's verdict is the
+		// only evidence: say in words what it rests on.
+		if Anomalies(r) == 0 {
+			for _, ik := range illegalKeys(r) {
+				fmt.Fprintf(w, "  key %s: %s\n", ik.Key, ik.Why)
+				break
+			}
+		}
 	}
 	fmt.Fprintln(w)
 	_, err := fmt.Fprintln(w, run.Headline())
@@ -79,7 +98,8 @@ func WriteTable(w io.Writer, run *Run) error {
 }
 
 // otherAnomalies names the anomaly kinds the table has no column for,
-// with their counts: "non_monotonic_read 3, never_written 1".
+// with their counts: "non-monotonic reads 3, reads of values never
+// written 1".
 func otherAnomalies(r *verify.Result) string {
 	var s string
 	for _, k := range sortedKeys(anomalyCounts(r)) {
@@ -89,7 +109,7 @@ func otherAnomalies(r *verify.Result) string {
 		if s != "" {
 			s += ", "
 		}
-		s += fmt.Sprintf("%s %d", k, r.Report.Summary.Anomalies[check.AnomalyKind(k)])
+		s += fmt.Sprintf("%s %d", CheckName(k), r.Report.Summary.Anomalies[check.AnomalyKind(k)])
 	}
 	return s
 }

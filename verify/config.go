@@ -38,7 +38,10 @@ type Progress struct {
 	Elapsed time.Duration // since the run began
 	Ops     int           // operations completed so far
 	Errors  int           // ... of which returned an error
-	Fault   string        // the fault active now, "" when none
+	// FaultErrors counts the Errors of calls that overlapped a fault
+	// window: the failures the faults are there to cause.
+	FaultErrors int
+	Fault       string // the fault active now, "" when none
 }
 
 // Config describes one run of the checker against one store. The zero value

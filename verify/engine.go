@@ -35,6 +35,9 @@ type engine struct {
 	workers   []*worker
 
 	ops, errs atomic.Int64 // completed calls, and those with an error
+	faultErrs atomic.Int64 // ... of which overlapped a fault window
+	faultSeq  atomic.Int64 // bumped at every fault injected and healed
+	faulted   atomic.Bool  // a fault is injected now
 	started   atomic.Int64 // workload calls begun, against Config.Ops
 
 	clientMu   sync.Mutex
@@ -44,6 +47,7 @@ type engine struct {
 	stateMu    sync.Mutex
 	phase      string
 	curFault   string
+	stopPhase  string // the phase ctx ended in
 
 	gate         sync.RWMutex       // writes hold it shared; a read window holds it
 	leftOut      map[string]string  // fault -> why it could not be produced
@@ -118,7 +122,9 @@ func (l *local) do(ctx context.Context, r request) (resp response) {
 //  8. check: check.All over the history, the snapshot and the counts.
 //
 // Run returns an error when the run could not be set up or was cancelled;
-// what the checks found is in the Result.
+// what the checks found is in the Result. A run cancelled after its
+// workload began still heals its faults and returns, with ctx's error, a
+// Result of the history so far, marked Interrupted.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -153,6 +159,8 @@ func (e *engine) setPhase(p string) {
 func (e *engine) setFault(f string) {
 	e.stateMu.Lock()
 	e.curFault = f
+	e.faulted.Store(f != "")
+	e.faultSeq.Add(1)
 	e.stateMu.Unlock()
 }
 
@@ -166,7 +174,7 @@ func (e *engine) report() {
 	p := Progress{Store: e.cfg.Store.Name, Phase: e.phase, Fault: e.curFault}
 	e.stateMu.Unlock()
 	p.Elapsed = time.Since(e.start)
-	p.Ops, p.Errors = int(e.ops.Load()), int(e.errs.Load())
+	p.Ops, p.Errors, p.FaultErrors = int(e.ops.Load()), int(e.errs.Load()), int(e.faultErrs.Load())
 	e.cfg.Progress(p)
 }
 
@@ -197,6 +205,11 @@ func (e *engine) run(ctx context.Context) (*Result, error) {
 			w.stop()
 		}
 	}()
+	defer context.AfterFunc(ctx, func() {
+		e.stateMu.Lock()
+		e.stopPhase = e.phase
+		e.stateMu.Unlock()
+	})()
 	nems := e.buildNemeses()
 	if cfg.RequireFaults && len(e.leftOut) > 0 {
 		var why []string
@@ -274,8 +287,8 @@ func (e *engine) run(ctx context.Context) (*Result, error) {
 	}
 	e.restartWorkers(ctx)
 	ph.End()
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	if ctx.Err() != nil {
+		return e.interrupted(ctx)
 	}
 
 	// 4. Quiet period.
@@ -288,6 +301,9 @@ func (e *engine) run(ctx context.Context) (*Result, error) {
 	if !cfg.NoFinalReads {
 		ph = e.phaseEvent("convergence")
 		fresh, err := e.env.newInstance(ctx, len(e.instances), instanceOptions{})
+		if ctx.Err() != nil {
+			return e.interrupted(ctx)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -305,8 +321,8 @@ func (e *engine) run(ctx context.Context) (*Result, error) {
 	ph = e.phaseEvent("stampede")
 	cold, loads := e.stampede(ctx)
 	ph.End()
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	if ctx.Err() != nil {
+		return e.interrupted(ctx)
 	}
 
 	// 8. Check.
@@ -319,6 +335,43 @@ func (e *engine) run(ctx context.Context) (*Result, error) {
 	}
 	e.setPhase("check")
 	return e.result(h, snaps, cold, loads), nil
+}
+
+// interruptedCheckTimeout bounds the linearizability search of each key of
+// an interrupted run: whoever pressed Ctrl-C is waiting.
+const interruptedCheckTimeout = 2 * time.Second
+
+// interrupted ends a run whose ctx ended after the workload began, once
+// the faults are healed: the history so far is checked (each key's search
+// bounded by interruptedCheckTimeout; a key it cannot finish is Unknown),
+// with no convergence sweep and no stampede probe, and the Result is
+// marked Interrupted. It returns ctx's error with it.
+func (e *engine) interrupted(ctx context.Context) (*Result, error) {
+	for _, w := range e.workers {
+		w.stop()
+	}
+	e.stateMu.Lock()
+	phase := e.stopPhase
+	if phase == "" {
+		phase = e.phase // AfterFunc's goroutine has not run yet
+	}
+	e.stateMu.Unlock()
+	e.env.note("interrupted during the %s phase: the history so far is checked, without the convergence sweep and the stampede probe", phase)
+	h, err := e.history()
+	if err != nil {
+		return nil, errors.Join(ctx.Err(), err)
+	}
+	opts := check.Options{}
+	if e.cfg.Check != nil {
+		opts = *e.cfg.Check
+	}
+	if opts.Timeout <= 0 || opts.Timeout > interruptedCheckTimeout {
+		opts.Timeout = interruptedCheckTimeout
+	}
+	e.cfg.Check = &opts
+	r := e.result(h, nil, nil, nil)
+	r.Interrupted = true
+	return r, ctx.Err()
 }
 
 // setup builds the in-process instances and starts the worker processes.

@@ -65,6 +65,10 @@ type Result struct {
 	TimeToDetection time.Duration `json:"time_to_detection_ns,omitempty"`
 	// Elapsed is the run's wall-clock time, checks included.
 	Elapsed time.Duration `json:"elapsed_ns"`
+	// Interrupted says that the run was cancelled before it finished: the
+	// Report covers the history up to then, without convergence or
+	// stampede. Such a run is never Passed.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // Latency summarizes the latency of one kind of operation.
@@ -168,6 +172,9 @@ func (r *Result) Problems() []string {
 	}
 	if s := r.Stampede; r.StampedeLimit > 0 && s != nil && s.Verdict == check.Illegal {
 		out = append(out, fmt.Sprintf("stampede: key %q loaded %d times, limit %d", s.MaxKey, s.Max, r.StampedeLimit))
+	}
+	if r.Interrupted {
+		out = append(out, "interrupted before the run finished: only the history so far was checked")
 	}
 	if rep.Summary.Outcomes[history.OK] == 0 {
 		out = append(out, "no operation succeeded: nothing was checked")

@@ -92,6 +92,7 @@ func (g *gen) next() (history.Kind, string) {
 // values must be unique in the history: callers build them from their
 // client ID and a counter.
 func (e *engine) call(ctx context.Context, t target, client int, r request, final bool) response {
+	seq, faulted := e.faultSeq.Load(), e.faulted.Load()
 	p := t.recorder().Begin(client, r.Key, r.Kind, history.Input{Value: r.Value, Final: final})
 	octx, cancel := context.WithTimeout(ctx, e.cfg.OpTimeout)
 	resp := t.do(octx, r)
@@ -101,6 +102,9 @@ func (e *engine) call(ctx context.Context, t target, client int, r request, fina
 	e.ops.Add(1)
 	if resp.Err != "" {
 		e.errs.Add(1)
+		if faulted || e.faultSeq.Load() != seq {
+			e.faultErrs.Add(1)
+		}
 	}
 	return resp
 }

@@ -209,14 +209,20 @@ func runCheck(ctx context.Context, m *Main, args []string) error {
 	}
 
 	start := time.Now()
-	prog := newProgress(m.Stderr, len(stores))
-	cfg.Progress = prog.update
-	results, runErr := runStores(ctx, cfg, stores, f.parallel, prog)
-	prog.stop()
-	if ctx.Err() != nil {
-		return fmt.Errorf("check interrupted: %w", context.Cause(ctx))
+	var names []string
+	for _, st := range stores {
+		names = append(names, st.Name)
 	}
-	if runErr != nil && len(results) == 0 {
+	prog := newProgress(m.Stderr, names)
+	cfg.Progress = prog.update
+	stopWatch := context.AfterFunc(ctx, func() {
+		prog.say("check: interrupted: healing the faults, checking what was recorded, writing the report (Ctrl-C again to quit at once)")
+	})
+	results, runErr := runStores(ctx, cfg, stores, f.parallel, prog)
+	stopWatch()
+	prog.stop()
+	interrupted := ctx.Err() != nil
+	if runErr != nil && len(results) == 0 && !interrupted {
 		return runErr
 	}
 
@@ -229,8 +235,19 @@ func runCheck(ctx context.Context, m *Main, args []string) error {
 		Settings:    f.settings(cfg),
 		Results:     results,
 		Histories:   make(map[string]string),
+		Faults:      cfg.Faults,
+		Interrupted: interrupted,
 	}
-	if runErr != nil {
+	if run.Faults == nil {
+		run.Faults = verify.DefaultFaults()
+	}
+	switch {
+	case interrupted:
+		if n := len(stores) - len(results); n > 0 {
+			run.Notes = append(run.Notes, fmt.Sprintf("interrupted: %d of %d stores did not start, or stopped before the workload", n, len(stores)))
+		}
+		runErr = nil
+	case runErr != nil:
 		run.Notes = append(run.Notes, "some stores could not be run: "+runErr.Error())
 	}
 	run.Notes = append(run.Notes, leftOutNotes(results)...)
@@ -241,10 +258,10 @@ func runCheck(ctx context.Context, m *Main, args []string) error {
 		for _, r := range results {
 			fmt.Fprintf(m.Stderr, "%s\n", r.Summary())
 			for _, p := range r.Problems() {
-				fmt.Fprintf(m.Stderr, "  problem: %s\n", p)
+				fmt.Fprintf(m.Stderr, "  problem: %s\n", report.Plain(p))
 			}
 			for _, n := range r.Notes {
-				fmt.Fprintf(m.Stderr, "  note: %s\n", n)
+				fmt.Fprintf(m.Stderr, "  note: %s\n", report.Plain(n))
 			}
 		}
 	}
@@ -262,6 +279,8 @@ func runCheck(ctx context.Context, m *Main, args []string) error {
 		fmt.Fprintf(m.Stdout, "report: %s\n", filepath.Join(f.out, "report.html"))
 	}
 	switch {
+	case interrupted:
+		return &interruptedError{msg: "partial report in " + filepath.Join(f.out, "report.html")}
 	case runErr != nil:
 		return runErr
 	case !run.OK():
@@ -458,7 +477,8 @@ func (f *checkFlags) settings(cfg verify.Config) []report.Setting {
 	if f.db != "" {
 		dbDesc = redactURL(f.db)
 	}
-	faults := "every fault this environment can produce"
+	faults := fmt.Sprintf("all %d, one at a time in a seeded order while the workload lasts; each store lists those it reached, did not reach, or could not produce here",
+		len(verify.DefaultFaults()))
 	if cfg.Faults != nil {
 		faults = strings.Join(cfg.Faults, ", ")
 	}
@@ -510,7 +530,7 @@ func leftOutNotes(results []*verify.Result) []string {
 	}
 	var out []string
 	for _, r := range reasons {
-		out = append(out, fmt.Sprintf("faults left out: %s (%s)", strings.Join(byReason[r], ", "), r))
+		out = append(out, fmt.Sprintf("faults left out: %s: %s", strings.Join(byReason[r], ", "), report.Plain(r)))
 	}
 	return out
 }
@@ -535,7 +555,12 @@ func writeOut(dir string, run *report.Run) error {
 	if err := writeFile(filepath.Join(dir, "result.json"), func(w *os.File) error { return report.WriteJSON(w, run) }); err != nil {
 		return err
 	}
-	return writeFile(filepath.Join(dir, "report.html"), func(w *os.File) error { return report.WriteHTML(w, run, nil) })
+	var opts *report.HTMLOptions
+	if run.Interrupted {
+		// Whoever pressed Ctrl-C is waiting: bound porcupine's drawing.
+		opts = &report.HTMLOptions{TimelineTimeout: time.Second}
+	}
+	return writeFile(filepath.Join(dir, "report.html"), func(w *os.File) error { return report.WriteHTML(w, run, opts) })
 }
 
 // writeFile writes path through a temporary file, so that a reader never

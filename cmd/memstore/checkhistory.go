@@ -70,7 +70,12 @@ func runCheckHistory(ctx context.Context, m *Main, args []string) error {
 		Histories:   map[string]string{},
 	}
 	for _, k := range sortedMeta(h.Header.Meta) {
-		run.Settings = append(run.Settings, report.Setting{Name: k, Value: h.Header.Meta[k]})
+		v := h.Header.Meta[k]
+		if k == "faults" {
+			// Recorded as Go prints a slice: [redis-kill flush ...].
+			v = strings.Join(strings.Fields(strings.Trim(v, "[]")), ", ")
+		}
+		run.Settings = append(run.Settings, report.Setting{Name: k, Value: v})
 	}
 	if err := writeFile(filepath.Join(*out, "result.json"), func(w *os.File) error { return report.WriteJSON(w, run) }); err != nil {
 		return err

@@ -1,46 +1,73 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/memstore/memstore"
 	"github.com/memstore/memstore/memtest"
+	"github.com/memstore/memstore/report"
+	"github.com/memstore/memstore/strategies"
 )
 
-// demoValue is awkward on purpose: a NUL byte, invalid UTF-8, and an integer
-// above 2^53 that a float-based encoding would round. It must come back
-// byte for byte from both tiers.
-var demoValue = []byte("héllo \x00\xff\xfe 9007199254740993")
+const demoHelp = `Usage: memstore demo [flags]
 
-const demoKey = "demo:user:42"
+The problem memstore solves, in about ten seconds. Two requests race on one
+key, first against the naive store (write the DB, then delete the cache
+entry: the usual cache-aside), then against memstore:
 
-// runDemo starts a private redis-server and a SQLite file in a temporary
-// directory, writes a value to SQLite, copies its bytes to Redis, reads both
-// back and compares them, saying what it did and how long each step took.
+  request A  GET: misses the cache and reads the row, "light"
+  request B  SET "dark": returns OK
+  request A  carries on: the naive store puts "light" back in the cache
+  request C  GET, after B returned: the naive store answers "light", stale
+             until the cache entry's TTL ends; memstore answers "dark"
+
+Both are the real code, strategies.WriteDBDeleteCache and memstore's Store,
+on a private redis-server and a SQLite file in a temporary directory. The
+race is not left to luck: a hook pauses request A just after its DB read
+until B has returned, so every run shows the same thing. Exit status 0 when
+the naive store served the stale value and memstore did not.
+
+Flags:
+`
+
+// The demo's key and values: a user's theme, switched from light to dark.
+const (
+	demoKey = "user:42:theme"
+	demoOld = "light"
+	demoNew = "dark"
+)
+
+// runDemo runs the race against both stores and says what happened.
 func runDemo(ctx context.Context, m *Main, args []string) (err error) {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	keep := fs.Bool("keep", false, "keep the temporary directory instead of removing it")
-	if err := m.parseFlags(fs, args); err != nil {
+	keep := fs.Bool("keep", false, "keep the temporary directory (the SQLite file) instead of removing it")
+	pace := fs.Duration("pace", -1, "pause between the steps, so that a person can follow (default 300ms on a terminal, 0 elsewhere)")
+	if _, err := m.parseArgs(fs, args, demoHelp, 0); err != nil {
 		return err
 	}
-	say := func(start time.Time, format string, args ...any) {
-		fmt.Fprintf(m.Stdout, "%s in %s\n", fmt.Sprintf(format, args...), since(start))
+	if *pace < 0 {
+		*pace = 0
+		if isTerminal(m.Stdout) {
+			*pace = 300 * time.Millisecond
+		}
 	}
+	d := &demo{w: m.Stdout, pace: *pace}
 
 	start := time.Now()
 	dir, err := os.MkdirTemp("", "memstore-demo-")
 	if err != nil {
 		return err
 	}
-	say(start, "created %s", dir)
 	defer func() {
-		start := time.Now()
 		if *keep {
 			fmt.Fprintf(m.Stdout, "kept %s\n", dir)
 			return
@@ -48,71 +75,281 @@ func runDemo(ctx context.Context, m *Main, args []string) (err error) {
 		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
 			err = rerr
 		}
-		say(start, "removed %s", dir)
 	}()
-
-	start = time.Now()
 	redisDir := filepath.Join(dir, "redis")
 	if err := os.Mkdir(redisDir, 0o755); err != nil {
 		return err
 	}
 	srv, err := memtest.StartRedis(ctx, redisDir, nil)
 	if err != nil {
-		return err
+		return setupf("demo: %v", err)
 	}
-	say(start, "started redis-server %s on %s (pid %d)", redisVersion(ctx, srv), srv.Addr(), srv.PID())
 	defer func() {
-		start := time.Now()
 		if cerr := srv.Close(); cerr != nil && err == nil {
 			err = cerr
 		}
-		say(start, "stopped redis-server")
 	}()
-
-	start = time.Now()
-	dbPath := filepath.Join(dir, "demo.db")
-	db, err := memtest.OpenSQLite(dbPath)
+	db, err := memtest.OpenSQLite(filepath.Join(dir, "demo.db"))
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if _, err := db.ExecContext(ctx, "CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)"); err != nil {
-		return err
-	}
-	say(start, "opened SQLite %s (WAL) and created table kv", dbPath)
+	d.say("memstore demo: two requests race on key %q, first against the naive store, then against memstore.", demoKey)
+	d.say("Started a private redis-server %s on %s and a SQLite file in %s.", redisVersion(ctx, srv), srv.Addr(), since(start))
 
-	start = time.Now()
-	if _, err := db.ExecContext(ctx, "INSERT INTO kv (key, value) VALUES (?, ?)", demoKey, demoValue); err != nil {
-		return err
-	}
-	say(start, "wrote key %q to SQLite: %d bytes %q", demoKey, len(demoValue), demoValue)
-
-	start = time.Now()
-	var fromDB []byte
-	if err := db.QueryRowContext(ctx, "SELECT value FROM kv WHERE key = ?", demoKey).Scan(&fromDB); err != nil {
-		return err
-	}
-	say(start, "read it back from SQLite: %d bytes", len(fromDB))
-
-	start = time.Now()
-	rdb := srv.Client()
-	if err := rdb.Set(ctx, demoKey, fromDB, 0).Err(); err != nil {
-		return err
-	}
-	say(start, "put those bytes in Redis (SET %s)", demoKey)
-
-	start = time.Now()
-	fromRedis, err := rdb.Get(ctx, demoKey).Bytes()
+	env := strategies.Config{Redis: srv.Client(), DB: db, TTL: 10 * time.Minute}
+	naive, err := d.race(ctx, 1, strategies.WriteDBDeleteCache(), "write the DB, then delete the cache entry (the usual cache-aside)", env)
 	if err != nil {
 		return err
 	}
-	say(start, "read it back from Redis: %d bytes", len(fromRedis))
-
-	if !bytes.Equal(fromDB, demoValue) || !bytes.Equal(fromRedis, demoValue) {
-		return fmt.Errorf("round trip FAILED: wrote %q, SQLite returned %q, Redis returned %q", demoValue, fromDB, fromRedis)
+	ours, err := d.race(ctx, 2, strategies.Memstore(), "a read fills the cache only under a lease, which a write's intent drops", env)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(m.Stdout, "round trip OK: bytes identical (%d bytes through SQLite and Redis)\n", len(demoValue))
+
+	d.say("")
+	d.say("Same requests, same interleaving, forced at the same step:")
+	d.say("  %-22s request C read %q: %s", "write-db-delete-cache", naive.c, verdictWords(naive))
+	d.say("  %-22s request C read %q: %s", "memstore", ours.c, verdictWords(ours))
+	d.say("memstore check finds this race, and the others, under load and faults: run 'memstore check'.")
+	d.say("Took %s.", since(start))
+	switch {
+	case !naive.stale:
+		return errors.New("demo: the naive store did not serve the stale value; the race was not reproduced")
+	case ours.stale:
+		return fmt.Errorf("demo: memstore served the stale value %q after the write of %q had returned: a bug", ours.c, demoNew)
+	}
 	return nil
+}
+
+func verdictWords(o raceOutcome) string {
+	if o.stale {
+		return "STALE, until the cache entry's TTL (10m) ends"
+	}
+	return "correct"
+}
+
+// demo writes the demo's lines, pace apart.
+type demo struct {
+	w    io.Writer
+	pace time.Duration
+}
+
+func (d *demo) say(format string, args ...any) {
+	fmt.Fprintf(d.w, format+"\n", args...)
+}
+
+// step says one step of the race, then waits pace.
+func (d *demo) step(ctx context.Context, who, format string, args ...any) {
+	fmt.Fprintf(d.w, "   %-10s %s\n", who, fmt.Sprintf(format, args...))
+	if d.pace > 0 {
+		t := time.NewTimer(d.pace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// raceOutcome is what one store did in the race.
+type raceOutcome struct {
+	c     string // what request C read
+	stale bool   // ... the old value, after B's write had returned
+}
+
+// request names the request a call belongs to, in its context, so that
+// the hook tells A's steps from the others'.
+type request struct{}
+
+func withRequest(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, request{}, name)
+}
+
+// tracer records each request's steps, and pauses request A just after its
+// DB read until it is told to go on: the interleaving the race needs.
+type tracer struct {
+	mu     sync.Mutex
+	steps  map[string][]memstore.Step
+	paused chan struct{} // closed when A has read the row
+	resume chan struct{} // closed to let A go on
+	once   sync.Once
+}
+
+func newTracer() *tracer {
+	return &tracer{steps: make(map[string][]memstore.Step), paused: make(chan struct{}), resume: make(chan struct{})}
+}
+
+func (t *tracer) hook(ctx context.Context, ev memstore.HookEvent) error {
+	name, _ := ctx.Value(request{}).(string)
+	if name == "" {
+		return nil // the store's own background work
+	}
+	if ev.Phase == memstore.Before {
+		t.mu.Lock()
+		t.steps[name] = append(t.steps[name], ev.Step)
+		t.mu.Unlock()
+		return nil
+	}
+	if name == "A" && ev.Step == memstore.StepDBLoad && ev.Err == nil {
+		first := false
+		t.once.Do(func() { first = true })
+		if first {
+			close(t.paused)
+			select {
+			case <-t.resume:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	return nil
+}
+
+// taken returns the steps of name recorded since the last call, in words.
+func (t *tracer) taken(name string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var words []string
+	for i, s := range t.steps[name] {
+		// memstore's read looks at the cache twice on a miss (a plain
+		// HGET, then the script that takes the lease): one step to a
+		// reader of the demo.
+		if i > 0 && s == t.steps[name][i-1] {
+			continue
+		}
+		words = append(words, stepWords[s])
+	}
+	t.steps[name] = nil
+	return strings.Join(words, " → ")
+}
+
+// stepWords names the steps of the stores' protocols.
+var stepWords = map[memstore.Step]string{
+	memstore.StepRedisGet:   "read the cache",
+	memstore.StepRedisFill:  "fill under its lease",
+	memstore.StepRedisBegin: "record an intent",
+	memstore.StepRedisEnd:   "clear the intent",
+	memstore.StepRedisWait:  "wait for another fill",
+	memstore.StepRedisDel:   "delete the cache entry",
+	memstore.StepRedisSet:   "cache the value",
+	memstore.StepDBLoad:     "read the row",
+	memstore.StepDBWrite:    "write the row",
+	memstore.StepDBOutbox:   "clear the outbox",
+}
+
+// race runs requests A, B and C against two instances of f (two
+// application servers on one Redis and one database) and says what
+// happened.
+func (d *demo) race(ctx context.Context, n int, f strategies.Factory, how string, env strategies.Config) (raceOutcome, error) {
+	var out raceOutcome
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d.say("")
+	d.say("%d. %s: %s", n, f.Name, how)
+
+	tr := newTracer()
+	env.Namespace = "demo-" + f.Name
+	env.Hook = tr.hook
+	env.Migrate = true
+	server1, err := f.New(ctx, env)
+	if err != nil {
+		return out, fmt.Errorf("demo: %s: %w", f.Name, err)
+	}
+	defer server1.Close()
+	env.Migrate = false
+	server2, err := f.New(ctx, env)
+	if err != nil {
+		return out, fmt.Errorf("demo: %s: %w", f.Name, err)
+	}
+	defer server2.Close()
+
+	setup := withRequest(ctx, "setup")
+	if err := server2.Set(setup, demoKey, demoOld); err != nil {
+		return out, fmt.Errorf("demo: %s: set %q: %w", f.Name, demoOld, err)
+	}
+	if err := server2.Evict(setup, demoKey); err != nil {
+		return out, fmt.Errorf("demo: %s: evict: %w", f.Name, err)
+	}
+	tr.taken("setup")
+	d.step(ctx, "setup", "%s = %q in the database; the cache is empty", demoKey, demoOld)
+
+	type result struct {
+		v   string
+		err error
+	}
+	resA := make(chan result, 1)
+	go func() {
+		v, err := server1.Get(withRequest(ctx, "A"), demoKey)
+		resA <- result{v, err}
+	}()
+	select {
+	case <-tr.paused:
+	case r := <-resA:
+		return out, fmt.Errorf("demo: %s: request A returned (%q, %v) without reading the row", f.Name, r.v, r.err)
+	case <-ctx.Done():
+		return out, fmt.Errorf("demo: %s: request A never read the row: %w", f.Name, ctx.Err())
+	}
+	d.step(ctx, "request A", "GET on server 1: %s: %q ... paused here by a hook", tr.taken("A"), demoOld)
+
+	if err := server2.Set(withRequest(ctx, "B"), demoKey, demoNew); err != nil {
+		close(tr.resume)
+		return out, fmt.Errorf("demo: %s: request B: set %q: %w", f.Name, demoNew, err)
+	}
+	d.step(ctx, "request B", "SET %q on server 2: %s → returns OK", demoNew, tr.taken("B"))
+
+	close(tr.resume)
+	var a result
+	select {
+	case a = <-resA:
+	case <-ctx.Done():
+		return out, fmt.Errorf("demo: %s: request A did not return: %w", f.Name, ctx.Err())
+	}
+	if a.err != nil {
+		return out, fmt.Errorf("demo: %s: request A: %w", f.Name, a.err)
+	}
+	snap, err := server2.Inspect(ctx, demoKey)
+	if err != nil {
+		return out, fmt.Errorf("demo: %s: inspect: %w", f.Name, err)
+	}
+	steps := tr.taken("A")
+	if steps == "" {
+		steps = "nothing more"
+	}
+	d.step(ctx, "request A", "resumes: %s → returns %q (fine for A: B had not returned when A began)", steps, a.v)
+	switch {
+	case snap.Cached && snap.CacheFound && snap.CacheValue == demoOld:
+		d.step(ctx, "", "the cache now holds %q, after B's write of %q", demoOld, demoNew)
+	case strings.Contains(steps, stepWords[memstore.StepRedisFill]):
+		held := "nothing"
+		if snap.Cached && snap.CacheFound {
+			held = fmt.Sprintf("%q", snap.CacheValue)
+		}
+		d.step(ctx, "", "A's fill of %q did not land (B's write dropped A's lease); the cache holds %s", demoOld, held)
+	}
+
+	c, err := server2.Get(withRequest(ctx, "C"), demoKey)
+	if err != nil && !errors.Is(err, memstore.ErrNotFound) {
+		return out, fmt.Errorf("demo: %s: request C: %w", f.Name, err)
+	}
+	out.c = c
+	d.step(ctx, "request C", "GET on server 2, begun after B returned: %s → %q", tr.taken("C"), c)
+	if c == demoOld {
+		out.stale = true
+		d.say("   ✗ STALE: C read %q, but B's write of %q had returned before C began.", c, demoNew)
+		d.say("     The cache holds %q and the database %q: every read gets %q until the entry's TTL (10m) ends.", demoOld, demoNew, demoOld)
+		return out, nil
+	}
+	snap, err = server2.Inspect(ctx, demoKey)
+	if err != nil {
+		return out, fmt.Errorf("demo: %s: inspect: %w", f.Name, err)
+	}
+	held := "nothing"
+	if snap.Cached && snap.CacheFound {
+		held = fmt.Sprintf("%q", snap.CacheValue)
+	}
+	d.say("   ✓ correct: C read %q; the cache holds %s, the database %q.", c, held, snap.DBValue)
+	return out, nil
 }
 
 // redisVersion asks the server for its version; "" if it will not say.
@@ -130,14 +367,6 @@ func redisVersion(ctx context.Context, srv *memtest.RedisServer) string {
 }
 
 // since formats the time since start to a readable precision.
-func since(start time.Time) time.Duration {
-	d := time.Since(start)
-	switch {
-	case d >= time.Second:
-		return d.Round(10 * time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(100 * time.Microsecond)
-	default:
-		return d.Round(time.Microsecond)
-	}
+func since(start time.Time) string {
+	return report.Duration(time.Since(start))
 }

@@ -5,19 +5,21 @@
 //
 // Usage:
 //
-//	memstore [command] [flags]
+//	memstore command [flags]
 //
 // Commands:
 //
-//	check          check the stores under faults; table, report.html, result.json (default)
+//	check          check the stores under faults; table, report.html, result.json
 //	check-history  check a JSON-lines history recorded elsewhere
+//	demo           the bug in ten seconds: a stale read in the naive store, none in memstore
 //	bench          measure memstore beside raw Redis and the classic strategies
-//	demo           start a private redis-server and a SQLite database, round-trip a value
-//	help           print this help
+//	help           print this help, or a command's (memstore help check)
 //
-// Exit status: 0 when every check met its expectation, 1 when one did not
-// (or the run failed), 2 for a usage or setup problem (a bad flag, a
-// missing redis-server, an unreachable server, an unwritable directory).
+// memstore alone, -h and --help print the usage. Exit status: 0 when
+// every check met its expectation, 1 when one did not (or the run failed),
+// 2 for a usage or setup problem (a bad flag, a missing redis-server, an
+// unreachable server, an unwritable directory), 130 when interrupted
+// (Ctrl-C): memstore check then writes the report of what it had.
 package main
 
 import (
@@ -28,7 +30,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -41,6 +43,13 @@ func main() {
 	// Faults make go-redis log every failed dial; the history records them.
 	redis.SetLogger(quietLogger{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// The first Ctrl-C stops the run cleanly; from then on the
+		// signal's default applies, so a second one quits at once (the
+		// private servers die with this process: see memtest).
+		<-ctx.Done()
+		stop()
+	}()
 	err := NewMain().Run(ctx, os.Args[1:])
 	stop()
 	os.Exit(exitCode(err, os.Stderr))
@@ -50,18 +59,30 @@ type quietLogger struct{}
 
 func (quietLogger) Printf(context.Context, string, ...any) {}
 
+// exitInterrupted is the status of a command stopped by Ctrl-C: 128 +
+// SIGINT, as the shell reports a process the signal killed.
+const exitInterrupted = 130
+
 // exitCode maps an error from Main.Run to an exit code, printing it as one
-// line: 0 for success, 2 for a usage or setup error, 1 for anything else
-// (a check that failed, a run that broke down).
+// line: 0 for success, 2 for a usage or setup error, 130 for an
+// interrupted command, 1 for anything else (a check that failed, a run
+// that broke down).
 func exitCode(err error, stderr io.Writer) int {
 	var (
 		uerr *usageError
 		serr *setupError
 		berr *benchkit.UsageError
+		ierr *interruptedError
 	)
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &ierr):
+		fmt.Fprintf(stderr, "memstore: %s\n", oneLine(ierr.Error()))
+		return exitInterrupted
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "memstore: interrupted")
+		return exitInterrupted
 	case errors.As(err, &uerr):
 		fmt.Fprintf(stderr, "memstore: %s (see 'memstore help')\n", oneLine(uerr.msg))
 		return 2
@@ -92,6 +113,12 @@ func (e *usageError) Error() string { return "usage: " + e.msg }
 func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
+
+// interruptedError is a command stopped by Ctrl-C after it saved what it
+// had: exit status 130.
+type interruptedError struct{ msg string }
+
+func (e *interruptedError) Error() string { return "interrupted: " + e.msg }
 
 // setupError is an environment the command cannot run in: a server that is
 // missing or unreachable, a directory it cannot write. Exit status 2, like
@@ -124,9 +151,9 @@ type command struct {
 	hidden  bool // not listed by help
 }
 
-// defaultCommand runs when no command is named (or the first argument is a
-// flag).
-const defaultCommand = "check"
+// commandOrder is the order in which help lists the commands: the main
+// job first, then the pitch.
+var commandOrder = []string{"check", "check-history", "demo", "bench"}
 
 // NewMain returns a Main reading the process's stdin and writing to its
 // stdout and stderr.
@@ -139,26 +166,40 @@ func NewMain() *Main {
 			"check":         {summary: "check the stores under faults; print a table, write report.html and result.json", run: runCheck},
 			"check-history": {summary: "check a JSON-lines history recorded elsewhere (memstore check-history FILE)", run: runCheckHistory},
 			"bench":         {summary: "measure memstore beside raw Redis and the classic strategies", run: runBench},
-			"demo":          {summary: "start a private redis-server and a SQLite database, round-trip a value", run: runDemo},
+			"demo":          {summary: "the bug in ten seconds: a stale read in the naive store, none in memstore", run: runDemo},
 			"worker":        {summary: "a worker process of check --processes", run: runWorker, hidden: true},
 		},
 	}
 }
 
-// Run runs the command named by args[0] (the default one when args is empty
-// or starts with a flag) with the rest of args.
+// Run runs the command named by args[0] with the rest of args. No
+// command, -h and --help print the usage; only `check` runs a check.
 func (m *Main) Run(ctx context.Context, args []string) error {
-	name := defaultCommand
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
-	}
-	switch name {
-	case "help", "-h", "-help", "--help":
+	if len(args) == 0 {
 		m.usage(m.Stdout)
 		return nil
 	}
+	name, args := args[0], args[1:]
+	switch name {
+	case "-h", "-help", "--help":
+		m.usage(m.Stdout)
+		return nil
+	case "help":
+		if len(args) == 0 {
+			m.usage(m.Stdout)
+			return nil
+		}
+		// memstore help check: the command's own help.
+		name, args = args[0], []string{"-h"}
+	}
 	cmd, ok := m.commands[name]
 	if !ok {
+		if strings.HasPrefix(name, "-") {
+			return usagef("%s: a flag before any command; flags follow their command, as in 'memstore check %s'", name, name)
+		}
+		if s := m.suggest(name); s != "" {
+			return usagef("unknown command %q; did you mean %q?", name, s)
+		}
 		return usagef("unknown command %q", name)
 	}
 	if err := cmd.run(ctx, m, args); !errors.Is(err, errHelpShown) {
@@ -167,40 +208,79 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	return nil
 }
 
+// suggest returns the command name closest to a mistyped one, "" when none
+// is close: at most two edits away (a third for longer names), or a name
+// it begins.
+func (m *Main) suggest(typed string) string {
+	best, bestD := "", 0
+	for name, c := range m.commands {
+		if c.hidden {
+			continue
+		}
+		d := editDistance(typed, name)
+		if strings.HasPrefix(name, typed) && len(typed) >= 3 {
+			d = min(d, 1)
+		}
+		if limit := 2 + len(name)/8; d <= limit && (best == "" || d < bestD || d == bestD && name < best) {
+			best, bestD = name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, with a
+// transposition of two neighbours counting as one edit ("chekc").
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range rb {
+		d[0][j+1] = j + 1
+	}
+	for i := 1; i <= len(ra); i++ {
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(ra)][len(rb)]
+}
+
 func (m *Main) usage(w io.Writer) {
 	fmt.Fprintln(w, "memstore verifies that a Redis + SQL store cannot misremember.")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Usage: memstore [command] [flags]")
+	fmt.Fprintln(w, "Usage: memstore command [flags]")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
-	names := make([]string, 0, len(m.commands))
-	width := len("help")
+	names := slices.Clone(commandOrder)
 	for name, c := range m.commands {
-		if !c.hidden {
+		if !c.hidden && !slices.Contains(names, name) {
 			names = append(names, name)
-			width = max(width, len(name))
 		}
 	}
-	sort.Strings(names)
+	width := len("help")
 	for _, name := range names {
-		suffix := ""
-		if name == defaultCommand {
-			suffix = " (default)"
-		}
-		fmt.Fprintf(w, "  %-*s  %s%s\n", width, name, m.commands[name].summary, suffix)
+		width = max(width, len(name))
 	}
-	fmt.Fprintf(w, "  %-*s  %s\n", width, "help", "print this help")
+	for _, name := range names {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, name, m.commands[name].summary)
+	}
+	fmt.Fprintf(w, "  %-*s  %s\n", width, "help", "print this help, or a command's: memstore help check")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'memstore COMMAND -h' for a command's flags. Exit status: 0 when every")
-	fmt.Fprintln(w, "check met its expectation, 1 when one did not, 2 for a usage or setup problem.")
-}
-
-// parseFlags parses the flags of a command that takes no arguments,
-// turning flag errors into usage errors (one line, exit 2) and -h into the
-// command's help on stdout.
-func (m *Main) parseFlags(fs *flag.FlagSet, args []string) error {
-	_, err := m.parseArgs(fs, args, fmt.Sprintf("Usage: memstore %s [flags]\n", fs.Name()), 0)
-	return err
+	fmt.Fprintln(w, "Start with 'memstore demo' (ten seconds), then 'memstore check'. Run")
+	fmt.Fprintln(w, "'memstore COMMAND -h' for a command's flags.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Exit status: 0 when every check met its expectation, 1 when one did not,")
+	fmt.Fprintln(w, "2 for a usage or setup problem, 130 when interrupted (Ctrl-C).")
 }
 
 // parseArgs parses a command's flags and exactly n positional arguments,

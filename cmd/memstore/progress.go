@@ -14,13 +14,17 @@ import (
 
 // progress shows a check while it runs, on stderr. On a terminal it keeps
 // one live line per store in flight, redrawn in place (store, phase,
-// operations, errors, the fault injected now); elsewhere (a file, a pipe,
-// CI) it logs plain lines, one per store in flight about every second.
-// Either way, a finished store leaves one line: its verdict.
+// operations, the failures faults caused and the other errors, the fault
+// injected now); elsewhere (a file, a pipe, CI) it logs plain lines, one
+// per store in flight about every second. Either way, a finished store
+// leaves one line: its verdict. A store keeps its number ([2/6]: the
+// second of six, in the order of the run) from its first line to its
+// last.
 type progress struct {
 	w     io.Writer
 	tty   bool
 	total int
+	index map[string]int // store -> its number, from 1
 	every time.Duration
 
 	mu       sync.Mutex
@@ -34,16 +38,20 @@ type progress struct {
 	wg       sync.WaitGroup
 }
 
-func newProgress(w io.Writer, total int) *progress {
+func newProgress(w io.Writer, stores []string) *progress {
 	p := &progress{
 		w:        w,
 		tty:      isTerminal(w),
-		total:    total,
+		total:    len(stores),
+		index:    make(map[string]int, len(stores)),
 		every:    time.Second,
 		state:    make(map[string]verify.Progress),
 		started:  make(map[string]time.Time),
 		verdicts: make(map[string]int),
 		quit:     make(chan struct{}),
+	}
+	for i, s := range stores {
+		p.index[s] = i + 1
 	}
 	if p.tty {
 		p.every = 200 * time.Millisecond
@@ -104,14 +112,25 @@ func (p *progress) done(store string, r *verify.Result, err error) {
 	}
 	p.finished++
 	p.clear()
-	took := time.Since(p.started[store]).Round(100 * time.Millisecond)
-	if err != nil {
-		fmt.Fprintf(p.w, "check: [%d/%d] %s: could not run: %v\n", p.finished, p.total, store, err)
-	} else {
+	took := report.Duration(time.Since(p.started[store]))
+	n := p.index[store]
+	switch {
+	case r != nil:
 		v := report.Verdict(r)
 		p.verdicts[v]++
-		fmt.Fprintf(p.w, "check: [%d/%d] %-21s %-6s %s (%d ops, %v)\n", p.finished, p.total, store, v, report.Explain(r), r.Ops, took)
+		fmt.Fprintf(p.w, "check: [%d/%d] %-21s %-6s %s (%d ops, %s)\n", n, p.total, store, v, report.Explain(r), r.Ops, took)
+	case err != nil:
+		fmt.Fprintf(p.w, "check: [%d/%d] %s: could not run: %v\n", n, p.total, store, err)
 	}
+	p.draw()
+}
+
+// say prints one line between the live ones.
+func (p *progress) say(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clear()
+	fmt.Fprintf(p.w, format+"\n", args...)
 	p.draw()
 }
 
@@ -129,8 +148,11 @@ func (p *progress) line(store string) string {
 	s := p.state[store]
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %s %v, %d ops", store, s.Phase, s.Elapsed.Round(100*time.Millisecond), s.Ops)
-	if s.Errors > 0 {
-		fmt.Fprintf(&b, ", %d errors", s.Errors)
+	if s.FaultErrors > 0 {
+		fmt.Fprintf(&b, ", %d failed in faults", s.FaultErrors)
+	}
+	if other := s.Errors - s.FaultErrors; other > 0 || s.Errors > 0 {
+		fmt.Fprintf(&b, ", %d other errors", other)
 	}
 	if s.Fault != "" {
 		fmt.Fprintf(&b, ", fault %s", s.Fault)
@@ -141,7 +163,7 @@ func (p *progress) line(store string) string {
 // soFar sums up the stores finished so far: "2 CAUGHT, 1 PASS".
 func (p *progress) soFar() string {
 	var parts []string
-	for _, v := range []string{report.Pass, report.Caught, report.Fail, report.Missed} {
+	for _, v := range []string{report.Pass, report.Caught, report.Fail, report.Missed, report.Interrupted} {
 		if n := p.verdicts[v]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, v))
 		}
@@ -159,13 +181,13 @@ func (p *progress) draw() {
 	}
 	if !p.tty {
 		for _, s := range p.running {
-			fmt.Fprintf(p.w, "check: %s\n", p.line(s))
+			fmt.Fprintf(p.w, "check: [%d/%d] %s\n", p.index[s], p.total, p.line(s))
 		}
 		return
 	}
 	p.clear()
 	for i, s := range p.running {
-		l := fmt.Sprintf("[%d/%d] %s", p.finished+i+1, p.total, p.line(s))
+		l := fmt.Sprintf("[%d/%d] %s", p.index[s], p.total, p.line(s))
 		if i == 0 {
 			l += p.soFar()
 		}
