@@ -7,3 +7,8 @@ var (
 )
 
 func ClusterDir(c *PostgresCluster) string { return c.dir }
+
+// KeyForSlot returns a hash tag whose keys hash to slot.
+var KeyForSlot = keyForSlot
+
+func RedisClusterDir(c *RedisCluster) string { return c.set.dir }

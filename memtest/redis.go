@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,11 +114,19 @@ func StartRedis(ctx context.Context, dir string, opts *RedisOptions) (*RedisServ
 	if opts == nil {
 		opts = &RedisOptions{}
 	}
+	return startRedis(ctx, dir, opts.Args, false)
+}
+
+// startRedis is StartRedis with the server's arguments. With clusterBus, the
+// server also gets a free port for the cluster bus (--cluster-port), chosen
+// again with the main port on every attempt: Redis would otherwise take
+// port+10000, which nothing reserved.
+func startRedis(ctx context.Context, dir string, args []string, clusterBus bool) (*RedisServer, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("redis-server not found in PATH: %w", ErrNotInstalled)
 	}
-	s := &RedisServer{bin: bin, dir: dir, args: opts.Args}
+	s := &RedisServer{bin: bin, dir: dir}
 	if s.dir == "" {
 		if s.dir, err = os.MkdirTemp("", "memtest-redis-"); err != nil {
 			return nil, err
@@ -131,7 +140,15 @@ func StartRedis(ctx context.Context, dir string, opts *RedisOptions) (*RedisServ
 	// The free port may be taken between our probe and the server's bind;
 	// then try another one.
 	for attempt := 0; ; attempt++ {
-		if s.port, err = freePort(); err == nil {
+		s.args = args
+		s.port, err = freePort()
+		if err == nil && clusterBus {
+			var bus int
+			if bus, err = freePortExcept(s.port); err == nil {
+				s.args = append(slices.Clip(args), "--cluster-port", strconv.Itoa(bus))
+			}
+		}
+		if err == nil {
 			err = s.start(ctx)
 		}
 		if err == nil {
