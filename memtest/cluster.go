@@ -342,10 +342,16 @@ func StartCluster(ctx context.Context, dir string, opts *ClusterOptions) (*Redis
 // the replicas replicate once they know their masters. All of it runs within
 // the two seconds a new master refuses to turn its state to ok.
 func (s *nodeSet) start(ctx context.Context, o ClusterOptions) error {
+	// A node that learns of a change (a new replica) only hears of it in
+	// the pings of the node that changed, and a node pings another at
+	// least every half node timeout, else one random node a second: with a
+	// long timeout, six nodes take seconds to agree. So the cluster forms
+	// with a short one and gets the one asked for once healthy.
+	formTimeout := min(o.NodeTimeout, defaultNodeTimeout)
 	args := []string{
 		"--cluster-enabled", "yes",
 		"--cluster-config-file", "nodes.conf",
-		"--cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10),
+		"--cluster-node-timeout", strconv.FormatInt(formTimeout.Milliseconds(), 10),
 		// Shards keep their nodes: a replica never moves to another master.
 		"--cluster-allow-replica-migration", "no",
 		"--cluster-announce-ip", "127.0.0.1",
@@ -427,7 +433,32 @@ func (s *nodeSet) start(ctx context.Context, o ClusterOptions) error {
 			return fmt.Errorf("node %s: CLUSTER REPLICATE %s: %w", n.Addr(), master.Addr(), err)
 		}
 	}
-	return poll(ctx, clusterReadyTimeout, "cluster healthy", s.healthy)
+	if err := poll(ctx, clusterReadyTimeout, "cluster healthy", s.healthy); err != nil {
+		return err
+	}
+	if o.NodeTimeout != formTimeout {
+		for _, n := range s.nodes {
+			if err := n.setArg(ctx, "cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// setArg sets a server setting now and for the node's restarts.
+func (n *ClusterNode) setArg(ctx context.Context, name, value string) error {
+	if err := n.admin.ConfigSet(ctx, name, value).Err(); err != nil {
+		return fmt.Errorf("node %s: CONFIG SET %s %s: %w", n.Addr(), name, value, err)
+	}
+	n.srv.mu.Lock()
+	defer n.srv.mu.Unlock()
+	if i := slices.Index(n.srv.args, "--"+name); i >= 0 {
+		n.srv.args[i+1] = value
+	} else {
+		n.srv.args = append(n.srv.args, "--"+name, value)
+	}
+	return nil
 }
 
 // announceVia makes the node announce the address announce returns for it.
@@ -442,24 +473,17 @@ func (n *ClusterNode) announceVia(ctx context.Context, announce func(string) (st
 		return fmt.Errorf("announce %s: %w", n.Addr(), err)
 	}
 	// The bus port is announced as it is: with only the port set, Redis
-	// would announce the proxy's port + 10000 for the bus.
-	settings := []string{
-		"cluster-announce-ip", host,
-		"cluster-announce-port", port,
-		"cluster-announce-bus-port", n.busPort(),
+	// would announce the proxy's port + 10000 for the bus. The nodes have
+	// not met yet, so no one hears the settings half made.
+	for _, kv := range [][2]string{
+		{"cluster-announce-ip", host},
+		{"cluster-announce-port", port},
+		{"cluster-announce-bus-port", n.busPort()},
+	} {
+		if err := n.setArg(ctx, kv[0], kv[1]); err != nil {
+			return fmt.Errorf("announce %s: %w", addr, err)
+		}
 	}
-	cmd := []any{"CONFIG", "SET"}
-	for _, v := range settings {
-		cmd = append(cmd, v)
-	}
-	if err := n.admin.Do(ctx, cmd...).Err(); err != nil {
-		return fmt.Errorf("node %s: announce %s: %w", n.Addr(), addr, err)
-	}
-	n.srv.mu.Lock()
-	for i := 0; i < len(settings); i += 2 {
-		n.srv.args = append(n.srv.args, "--"+settings[i], settings[i+1])
-	}
-	n.srv.mu.Unlock()
 	n.announce = addr
 	return nil
 }

@@ -4,6 +4,8 @@ package memtest
 var (
 	BinaryCluster       = binaryCluster
 	RemoveStaleClusters = removeStaleClusters
+
+	RemoveStaleRedisClusters = removeStaleRedisClusters
 )
 
 func ClusterDir(c *PostgresCluster) string { return c.dir }
