@@ -358,6 +358,12 @@ func (s *nodeSet) start(ctx context.Context, o ClusterOptions) error {
 		// A full sync (a new replica, a failed-over master rejoining) starts
 		// at once instead of waiting 5 s for more replicas.
 		"--repl-diskless-sync-delay", "0",
+		// CLUSTER SLOTS leaves out a replica until its replication offset
+		// is past 0, and a master's offset moves only with what it sends:
+		// a ping every second (not every 10) lists a new replica, or the
+		// replica of a master restarted empty, within the two seconds the
+		// cluster takes anyway. Clients learn the replicas from that list.
+		"--repl-ping-replica-period", "1",
 	}
 	args = append(args, o.Args...)
 	per := 1 + o.Replicas

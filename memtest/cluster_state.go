@@ -181,6 +181,9 @@ func (s *nodeSet) healthy(ctx context.Context) error {
 		if got := canonical(view, ids); got != ref {
 			return fmt.Errorf("nodes %s and %s disagree on the cluster:\n%s\n---\n%s", s.nodes[0].Addr(), n.Addr(), ref, got)
 		}
+		if err := n.slotsListAll(ctx, s.replicas); err != nil {
+			return err
+		}
 	}
 	byID := make(map[string]nodeLine)
 	for _, l := range vs[0] {
@@ -211,6 +214,27 @@ func (s *nodeSet) healthy(ctx context.Context) error {
 			if err := n.caughtUp(ctx, offsets[master]); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// slotsListAll checks that n's CLUSTER SLOTS, from which go-redis loads its
+// map of the cluster, lists a master and all its replicas for every range.
+// (Raw: go-redis deprecates its ClusterSlots for CLUSTER SHARDS, which
+// lists the replicas that CLUSTER SLOTS leaves out.)
+func (n *ClusterNode) slotsListAll(ctx context.Context, replicas int) error {
+	ranges, err := n.admin.Do(ctx, "CLUSTER", "SLOTS").Slice()
+	if err != nil {
+		return fmt.Errorf("node %s: CLUSTER SLOTS: %w", n.Addr(), err)
+	}
+	for _, r := range ranges {
+		r, ok := r.([]any)
+		if !ok || len(r) < 2 {
+			return fmt.Errorf("node %s: CLUSTER SLOTS: bad range %v", n.Addr(), r)
+		}
+		if got := len(r) - 2; got != 1+replicas {
+			return fmt.Errorf("node %s: CLUSTER SLOTS lists %d nodes for slots %v-%v, want %d", n.Addr(), got, r[0], r[1], 1+replicas)
 		}
 	}
 	return nil

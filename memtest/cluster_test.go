@@ -381,7 +381,7 @@ func (r *redirects) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (r *redirects) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		r.count(cmd.Err())
+		r.count(err) // a redirected command's own error is cleared for the retry
 		return err
 	}
 }
@@ -401,8 +401,15 @@ func (r *redirects) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 func countingClient(t *testing.T, c *memtest.RedisCluster) (*redis.ClusterClient, *redirects) {
 	t.Helper()
 	r := &redirects{}
-	cc := redis.NewClusterClient(c.Options())
-	cc.OnNewNode(func(n *redis.Client) { n.AddHook(r) })
+	o := c.Options()
+	// Not OnNewNode: called after the client exists, it may miss the
+	// nodes the client creates at once.
+	o.NewClient = func(o *redis.Options) *redis.Client {
+		n := redis.NewClient(o)
+		n.AddHook(r)
+		return n
+	}
+	cc := redis.NewClusterClient(o)
 	t.Cleanup(func() { cc.Close() })
 	return cc, r
 }
