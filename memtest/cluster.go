@@ -376,7 +376,7 @@ func (s *nodeSet) start(ctx context.Context, o ClusterOptions) error {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return err
 			}
-			srv, err := startRedis(ctx, dir, args, true)
+			srv, err := startRedis(ctx, dir, redisSpec{args: args, clusterBus: true})
 			if err != nil {
 				return err
 			}
@@ -842,9 +842,12 @@ func removeStaleRedisClusters() {
 	}
 }
 
+// stopPolling is an error of a check that waiting will not cure.
+type stopPolling struct{ error }
+
 // poll calls check until it returns nil, every clusterPollInterval, each call
 // bounded by a second, for up to timeout; then it fails with check's last
-// error.
+// error. A stopPolling error ends it at once.
 func poll(ctx context.Context, timeout time.Duration, what string, check func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -854,6 +857,9 @@ func poll(ctx context.Context, timeout time.Duration, what string, check func(co
 		ccancel()
 		if err == nil {
 			return nil
+		}
+		if stop, ok := err.(stopPolling); ok {
+			return fmt.Errorf("%s: %w", what, stop.error)
 		}
 		select {
 		case <-ctx.Done():

@@ -65,6 +65,8 @@ type RedisServer struct {
 	port    int
 	proc    *process
 
+	sentinelConf string // a Sentinel's configuration file; empty for a server
+
 	// Shared servers only.
 	shared  bool
 	cleanup func(context.Context) error // flushes this test's data, releases its lease
@@ -114,19 +116,30 @@ func StartRedis(ctx context.Context, dir string, opts *RedisOptions) (*RedisServ
 	if opts == nil {
 		opts = &RedisOptions{}
 	}
-	return startRedis(ctx, dir, opts.Args, false)
+	return startRedis(ctx, dir, redisSpec{args: opts.Args})
 }
 
-// startRedis is StartRedis with the server's arguments. With clusterBus, the
-// server also gets a free port for the cluster bus (--cluster-port), chosen
-// again with the main port on every attempt: Redis would otherwise take
-// port+10000, which nothing reserved.
-func startRedis(ctx context.Context, dir string, args []string, clusterBus bool) (*RedisServer, error) {
+// redisSpec is what a redis-server is started with.
+type redisSpec struct {
+	args []string // after the fixture's own
+	// clusterBus gives the server a free port for the cluster bus
+	// (--cluster-port) too, chosen again with the main port on every
+	// attempt: Redis would otherwise take port+10000, which nothing
+	// reserved.
+	clusterBus bool
+	// sentinelConf, when set, runs a Sentinel with this configuration file
+	// (which it rewrites) instead of a server.
+	sentinelConf string
+}
+
+// startRedis is StartRedis with the spec of the server.
+func startRedis(ctx context.Context, dir string, spec redisSpec) (*RedisServer, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("redis-server not found in PATH: %w", ErrNotInstalled)
 	}
-	s := &RedisServer{bin: bin, dir: dir}
+	s := &RedisServer{bin: bin, dir: dir, sentinelConf: spec.sentinelConf}
+	args, clusterBus := spec.args, spec.clusterBus
 	if s.dir == "" {
 		if s.dir, err = os.MkdirTemp("", "memtest-redis-"); err != nil {
 			return nil, err
@@ -183,6 +196,10 @@ func (s *RedisServer) start(ctx context.Context) error {
 		"--dir", s.dir,
 		"--logfile", logPath,
 		"--daemonize", "no",
+	}
+	if s.sentinelConf != "" {
+		// The configuration file must come first.
+		args = append([]string{s.sentinelConf, "--sentinel"}, args...)
 	}
 	cmd := exec.Command(s.bin, append(args, s.args...)...)
 	cmd.Dir = s.dir
