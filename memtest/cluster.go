@@ -51,8 +51,8 @@ const (
 // set asks for a private cluster too, since the shared one cannot take it.
 type ClusterOptions struct {
 	// Masters is the number of shards, each a master and its replicas.
-	// Default 3, the fewest Redis accepts for a majority that survives a
-	// master's loss.
+	// Default 3, the fewest with which the masters left after one is lost
+	// are still a majority, which a crash failover needs for its votes.
 	Masters int
 	// Replicas is the number of replicas of each master. Default 1. Every
 	// shard has at least one: failover is what the fixture is for.
