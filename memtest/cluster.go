@@ -159,7 +159,7 @@ func (n *ClusterNode) AnnouncedAddr() string { return n.announce }
 func (n *ClusterNode) Shard() int { return n.shard }
 
 // Client is a plain client connected to this node alone, directly (never
-// through an announced proxy), with short timeouts and no retries: for
+// through an announced proxy), with go-redis's timeouts and no retries: for
 // CLUSTER and INFO commands, or to look at what this node holds. A command
 // on a key of a slot the node does not serve gets a MOVED error.
 func (n *ClusterNode) Client() *redis.Client { return n.admin }
@@ -326,7 +326,9 @@ func StartCluster(ctx context.Context, dir string, opts *ClusterOptions) (*Redis
 	}
 	c := &RedisCluster{set: set}
 	c.client = redis.NewClusterClient(c.Options())
-	if err := c.checkWritable(ctx); err != nil {
+	// The client's timeouts are short (a second): tried again, so that one
+	// stall of a loaded machine does not fail the start.
+	if err := poll(ctx, clusterReadyTimeout, "cluster writable", c.checkWritable); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -381,11 +383,12 @@ func (s *nodeSet) start(ctx context.Context, o ClusterOptions) error {
 				return err
 			}
 			n := &ClusterNode{srv: srv, shard: shard, announce: srv.Addr()}
+			// No retries, so that a command shows what the node did; the
+			// fixture's waits bound each call by its context instead of
+			// short timeouts, which a loaded machine would turn into a
+			// failed start.
 			n.admin = srv.NewClient(func(o *redis.Options) {
 				o.ContextTimeoutEnabled = true
-				o.DialTimeout = time.Second
-				o.ReadTimeout = time.Second
-				o.WriteTimeout = time.Second
 				o.MaxRetries = -1
 				o.DialerRetries = 1
 			}).(*redis.Client)

@@ -156,10 +156,12 @@ func (s *RedisSentinel) start(ctx context.Context) error {
 		return err
 	}
 	s.client = redis.NewFailoverClient(s.Options())
-	if err := s.client.Set(ctx, "memtest:ready", "ok", 0).Err(); err != nil {
-		return fmt.Errorf("sentinel: SET through the failover client: %w", err)
-	}
-	return s.client.Del(ctx, "memtest:ready").Err()
+	return poll(ctx, clusterReadyTimeout, "failover client writable", func(ctx context.Context) error {
+		if err := s.client.Set(ctx, "memtest:ready", "ok", 0).Err(); err != nil {
+			return fmt.Errorf("SET through the failover client: %w", err)
+		}
+		return s.client.Del(ctx, "memtest:ready").Err()
+	})
 }
 
 // linkedTo checks that replica r has its link to master m up.
