@@ -19,6 +19,21 @@
 //   - [EvictKeys]: deletes a random fraction of the keys matching a pattern.
 //   - [Flush]: FLUSHDB.
 //
+// # Redis Cluster, on a private memtest.RedisCluster
+//
+//   - [ClusterCrashFailover]: a master killed, its replica elected; Heal
+//     restarts it as a replica.
+//   - [ClusterFailover]: CLUSTER FAILOVER by hand, no write lost.
+//   - [ClusterLossyFailover]: a replica cut off its master's stream, then
+//     promoted: the writes the master acknowledged meanwhile are gone.
+//   - [SlotMigration]: a slot moved with its keys, held half moved (ASK),
+//     then given to the target (MOVED).
+//   - [NodePartition]: a master cut off from its clients through its proxy
+//     ([ClusterProxies]); the cluster does not fail it over.
+//
+// RedisOOM, RedisEvictLRU, EvictKeys and Flush take a cluster client too
+// and act on every node (the memory limits) or every master (the keys).
+//
 // # Network, through a [Proxy] (an in-process toxiproxy on 127.0.0.1)
 //
 //   - [Latency]: every round trip slower, half each way.

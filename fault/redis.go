@@ -70,8 +70,9 @@ func RedisPause(rs *memtest.RedisServer) Nemesis {
 // work, so a store sees Redis up but unwritable: a write's begin or a fill
 // fails while GET succeeds.
 //
-// It changes server-wide settings (on every master of a cluster client), so
-// it belongs on a private server.
+// It changes server-wide settings (on every node of a cluster client,
+// replicas too, so that a replica promoted meanwhile is as full and Heal
+// finds every node it changed), so it belongs on a private server.
 func RedisOOM(c redis.UniversalClient) Nemesis {
 	m := &memoryLimit{c: c}
 	return &toggle{
@@ -100,7 +101,7 @@ func RedisEvictLRU(c redis.UniversalClient, headroom int64) Nemesis {
 }
 
 // memoryLimit sets and restores maxmemory and maxmemory-policy on every
-// node of a client.
+// server of a client.
 type memoryLimit struct {
 	c     redis.UniversalClient
 	mu    sync.Mutex
@@ -111,7 +112,7 @@ func (m *memoryLimit) set(ctx context.Context, limit func(used int64) int64, pol
 	m.mu.Lock()
 	m.saved = make(map[string][2]string)
 	m.mu.Unlock()
-	return eachNode(ctx, m.c, func(ctx context.Context, n *redis.Client) error {
+	return eachServer(ctx, m.c, func(ctx context.Context, n *redis.Client) error {
 		maxmemory, err := configGet(ctx, n, "maxmemory")
 		if err != nil {
 			return err
@@ -132,7 +133,7 @@ func (m *memoryLimit) set(ctx context.Context, limit func(used int64) int64, pol
 }
 
 func (m *memoryLimit) restore(ctx context.Context) error {
-	return eachNode(ctx, m.c, func(ctx context.Context, n *redis.Client) error {
+	return eachServer(ctx, m.c, func(ctx context.Context, n *redis.Client) error {
 		addr := n.Options().Addr
 		m.mu.Lock()
 		old, ok := m.saved[addr]
@@ -209,6 +210,16 @@ func eachNode(ctx context.Context, c redis.UniversalClient, fn func(context.Cont
 	default:
 		return fmt.Errorf("unsupported Redis client %T", c)
 	}
+}
+
+// eachServer runs fn on every server of the client: each node of a
+// cluster, masters and replicas (concurrently), or the server of a plain or
+// failover client. Replicas copy their master's data, not its settings.
+func eachServer(ctx context.Context, c redis.UniversalClient, fn func(context.Context, *redis.Client) error) error {
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		return cc.ForEachShard(ctx, fn)
+	}
+	return eachNode(ctx, c, fn)
 }
 
 // Bounds of one EvictKeys: keys looked at, and SCAN calls per node.

@@ -22,6 +22,27 @@
 // server may FLUSHDB its own database but must never FLUSHALL: that wipes
 // the other tests' data and the leases that keep their databases apart.
 //
+// # Redis Cluster
+//
+// [Cluster] gives the test a key prefix ([RedisCluster.Prefix]) on the test
+// binary's shared Redis Cluster (three masters, three replicas), started by
+// the first call and stopped by [Main]; the keys under the prefix are
+// deleted when the test ends. A cluster takes two seconds to become
+// writable (Redis holds a new master's state at fail that long), a prefix
+// nothing. [ClusterWith] with [ClusterOptions.Private] (or any other
+// option) starts a cluster of the test's own instead, for tests that kill,
+// pause, restart or fail over nodes ([ClusterNode], [RedisCluster.Failover],
+// [RedisCluster.CrashFailover], [RedisCluster.KillMaster]), migrate slots
+// or put proxies in front of the nodes ([ClusterOptions.Announce]).
+// [RedisCluster.WaitHealthy] waits until such a cluster is whole again.
+// [StartCluster] does the same outside tests.
+//
+// # Redis Sentinel
+//
+// [Sentinel] starts a master, a replica and three Sentinels for the test,
+// with a failover client; [RedisSentinel.Failover] and
+// [RedisSentinel.CrashFailover] move the master.
+//
 // # PostgreSQL
 //
 // [Postgres] gives the test a fresh, empty database on one throwaway

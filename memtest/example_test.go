@@ -41,3 +41,21 @@ func ExampleOpenSQLite() {
 	fmt.Println(mode)
 	// Output: wal
 }
+
+// A private Redis Cluster of three masters and three replicas, outside
+// tests; its client is a *redis.ClusterClient. In a test, memtest.Cluster(t)
+// gives a prefix on a shared one, and memtest.ClusterWith a cluster of the
+// test's own.
+func ExampleStartCluster() {
+	ctx := context.Background()
+	c, err := memtest.StartCluster(ctx, "", nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+
+	c.Client().Set(ctx, "{user:1}:name", "Ada", 0)
+	fmt.Println(c.Client().Get(ctx, "{user:1}:name").Val(), "on one of", c.Shards(), "shards")
+	// Output: Ada on one of 3 shards
+}

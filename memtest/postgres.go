@@ -132,13 +132,19 @@ func binaryCluster() (*PostgresCluster, error) {
 	return cluster, clusterErr
 }
 
-// Main runs the tests, then stops the PostgreSQL cluster they used, if any,
-// and returns the exit code for os.Exit. Call it from TestMain in every
-// package that uses Postgres:
+// Main runs the tests, then stops the PostgreSQL cluster and the shared Redis
+// Cluster they used, if any, and returns the exit code for os.Exit. Call it
+// from TestMain in every package that uses Postgres or Cluster:
 //
 //	func TestMain(m *testing.M) { os.Exit(memtest.Main(m)) }
 func Main(m *testing.M) int {
 	code := m.Run()
+	if err := stopSharedCluster(); err != nil {
+		fmt.Fprintf(os.Stderr, "memtest: stop the shared Redis Cluster: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
 	clusterMu.Lock()
 	c := cluster
 	cluster, clusterErr = nil, errors.New("memtest.Postgres called after memtest.Main stopped the cluster")

@@ -117,6 +117,18 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// freePortExcept is freePort for a second port, which must differ from the
+// first: the kernel may hand out a port again once it is closed.
+func freePortExcept(taken int) (int, error) {
+	for range 10 {
+		p, err := freePort()
+		if err != nil || p != taken {
+			return p, err
+		}
+	}
+	return 0, fmt.Errorf("no free port other than %d", taken)
+}
+
 // tail returns the last n bytes of a log file, for error messages.
 func tail(path string, n int64) string {
 	f, err := os.Open(path)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,8 @@ const helperEnv = "MEMTEST_HELPER"
 // TestHelperProcess is not a test by itself: the tests below run the test
 // binary again with MEMTEST_HELPER set, to see what a binary that exits, or
 // dies, leaves behind. It prints the servers it started, then ("crash")
-// waits to be killed or ("exit") returns, so that Main stops the cluster.
+// waits to be killed or ("exit") returns, so that Main stops the clusters
+// (PostgreSQL's and the shared Redis Cluster).
 func TestHelperProcess(t *testing.T) {
 	mode := os.Getenv(helperEnv)
 	if mode == "" {
@@ -29,7 +31,12 @@ func TestHelperProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("servers %d %d %s\n", r.PID(), c.PID(), memtest.ClusterDir(c))
+	rc := memtest.Cluster(t)
+	var nodes []string
+	for _, n := range rc.Nodes() {
+		nodes = append(nodes, fmt.Sprint(n.PID()))
+	}
+	fmt.Printf("servers %d %d %s %s %s\n", r.PID(), c.PID(), memtest.ClusterDir(c), strings.Join(nodes, ","), memtest.RedisClusterDir(rc))
 	if mode == "crash" {
 		time.Sleep(time.Minute)
 	}
@@ -39,6 +46,8 @@ type helper struct {
 	cmd             *exec.Cmd
 	redisPID, pgPID int
 	clusterDir      string
+	nodePIDs        []int  // the shared Redis Cluster's
+	redisClusterDir string // the shared Redis Cluster's
 }
 
 func startHelper(t *testing.T, mode string) *helper {
@@ -59,8 +68,16 @@ func startHelper(t *testing.T, mode string) *helper {
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		if line, ok := strings.CutPrefix(sc.Text(), "servers "); ok {
-			if _, err := fmt.Sscan(line, &h.redisPID, &h.pgPID, &h.clusterDir); err != nil {
+			var nodes string
+			if _, err := fmt.Sscan(line, &h.redisPID, &h.pgPID, &h.clusterDir, &nodes, &h.redisClusterDir); err != nil {
 				t.Fatalf("helper printed %q: %v", line, err)
+			}
+			for _, f := range strings.Split(nodes, ",") {
+				pid, err := strconv.Atoi(f)
+				if err != nil {
+					t.Fatalf("helper printed %q: %v", line, err)
+				}
+				h.nodePIDs = append(h.nodePIDs, pid)
 			}
 			go func() { // drain, so that the helper never blocks on a full pipe
 				for sc.Scan() {
@@ -89,12 +106,24 @@ func TestServersDieWithTestBinary(t *testing.T) {
 	if !waitGone(h.pgPID, 5*time.Second) {
 		t.Fatalf("postgres (PID %d) outlived its test binary", h.pgPID)
 	}
+	for _, pid := range h.nodePIDs {
+		if !waitGone(pid, 5*time.Second) {
+			t.Errorf("Redis Cluster node (PID %d) outlived its test binary", pid)
+		}
+	}
 	if !exists(h.clusterDir) {
 		t.Fatalf("cluster directory %s is gone already; cannot test its removal", h.clusterDir)
 	}
 	memtest.RemoveStaleClusters()
 	if exists(h.clusterDir) {
 		t.Errorf("stale cluster directory %s was not removed", h.clusterDir)
+	}
+	if !exists(h.redisClusterDir) {
+		t.Fatalf("Redis Cluster directory %s is gone already; cannot test its removal", h.redisClusterDir)
+	}
+	memtest.RemoveStaleRedisClusters()
+	if exists(h.redisClusterDir) {
+		t.Errorf("stale Redis Cluster directory %s was not removed", h.redisClusterDir)
 	}
 }
 
@@ -110,7 +139,14 @@ func TestMainStopsCluster(t *testing.T) {
 			t.Errorf("%s (PID %d) still runs after the binary exited", name, pid)
 		}
 	}
-	if exists(h.clusterDir) {
-		t.Errorf("cluster directory %s left after the binary exited", h.clusterDir)
+	for _, pid := range h.nodePIDs {
+		if !gone(pid) {
+			t.Errorf("Redis Cluster node (PID %d) still runs after the binary exited", pid)
+		}
+	}
+	for _, dir := range []string{h.clusterDir, h.redisClusterDir} {
+		if exists(dir) {
+			t.Errorf("cluster directory %s left after the binary exited", dir)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,6 +65,8 @@ type RedisServer struct {
 	port    int
 	proc    *process
 
+	sentinelConf string // a Sentinel's configuration file; empty for a server
+
 	// Shared servers only.
 	shared  bool
 	cleanup func(context.Context) error // flushes this test's data, releases its lease
@@ -113,11 +116,30 @@ func StartRedis(ctx context.Context, dir string, opts *RedisOptions) (*RedisServ
 	if opts == nil {
 		opts = &RedisOptions{}
 	}
+	return startRedis(ctx, dir, redisSpec{args: opts.Args})
+}
+
+// redisSpec is what a redis-server is started with.
+type redisSpec struct {
+	args []string // after the fixture's own
+	// clusterBus gives the server a free port for the cluster bus
+	// (--cluster-port) too, chosen again with the main port on every
+	// attempt: Redis would otherwise take port+10000, which nothing
+	// reserved.
+	clusterBus bool
+	// sentinelConf, when set, runs a Sentinel with this configuration file
+	// (which it rewrites) instead of a server.
+	sentinelConf string
+}
+
+// startRedis is StartRedis with the spec of the server.
+func startRedis(ctx context.Context, dir string, spec redisSpec) (*RedisServer, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("redis-server not found in PATH: %w", ErrNotInstalled)
 	}
-	s := &RedisServer{bin: bin, dir: dir, args: opts.Args}
+	s := &RedisServer{bin: bin, dir: dir, sentinelConf: spec.sentinelConf}
+	args, clusterBus := spec.args, spec.clusterBus
 	if s.dir == "" {
 		if s.dir, err = os.MkdirTemp("", "memtest-redis-"); err != nil {
 			return nil, err
@@ -131,7 +153,15 @@ func StartRedis(ctx context.Context, dir string, opts *RedisOptions) (*RedisServ
 	// The free port may be taken between our probe and the server's bind;
 	// then try another one.
 	for attempt := 0; ; attempt++ {
-		if s.port, err = freePort(); err == nil {
+		s.args = args
+		s.port, err = freePort()
+		if err == nil && clusterBus {
+			var bus int
+			if bus, err = freePortExcept(s.port); err == nil {
+				s.args = append(slices.Clip(args), "--cluster-port", strconv.Itoa(bus))
+			}
+		}
+		if err == nil {
 			err = s.start(ctx)
 		}
 		if err == nil {
@@ -167,6 +197,10 @@ func (s *RedisServer) start(ctx context.Context) error {
 		"--dir", s.dir,
 		"--logfile", logPath,
 		"--daemonize", "no",
+	}
+	if s.sentinelConf != "" {
+		// The configuration file must come first.
+		args = append([]string{s.sentinelConf, "--sentinel"}, args...)
 	}
 	cmd := exec.Command(s.bin, append(args, s.args...)...)
 	cmd.Dir = s.dir
