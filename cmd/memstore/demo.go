@@ -224,6 +224,17 @@ func (t *tracer) taken(name string) string {
 	return strings.Join(words, " → ")
 }
 
+// settle waits for a store's background work, if it does any (memstore
+// clears a write's intent after the write returned).
+func settle(ctx context.Context, st strategies.Store) error {
+	if sy, ok := st.(interface{ Sync(context.Context) error }); ok {
+		if err := sy.Sync(ctx); err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+	}
+	return nil
+}
+
 // stepWords names the steps of the stores' protocols.
 var stepWords = map[memstore.Step]string{
 	memstore.StepRedisGet:   "read the cache",
@@ -268,6 +279,9 @@ func (d *demo) race(ctx context.Context, n int, f strategies.Factory, how string
 	if err := server2.Set(setup, demoKey, demoOld); err != nil {
 		return out, fmt.Errorf("demo: %s: set %q: %w", f.Name, demoOld, err)
 	}
+	if err := settle(setup, server2); err != nil {
+		return out, fmt.Errorf("demo: %s: %w", f.Name, err)
+	}
 	if err := server2.Evict(setup, demoKey); err != nil {
 		return out, fmt.Errorf("demo: %s: evict: %w", f.Name, err)
 	}
@@ -297,6 +311,13 @@ func (d *demo) race(ctx context.Context, n int, f strategies.Factory, how string
 		return out, fmt.Errorf("demo: %s: request B: set %q: %w", f.Name, demoNew, err)
 	}
 	d.step(ctx, "request B", "SET %q on server 2: %s → returns OK", demoNew, tr.taken("B"))
+	if err := settle(ctx, server2); err != nil {
+		close(tr.resume)
+		return out, fmt.Errorf("demo: %s: %w", f.Name, err)
+	}
+	if later := tr.taken("B"); later != "" {
+		d.step(ctx, "", "then, in the background: %s", later)
+	}
 
 	close(tr.resume)
 	var a result
