@@ -6,60 +6,79 @@ import (
 	"time"
 
 	"github.com/memstore/memstore/internal/rediscache"
-	"github.com/memstore/memstore/internal/sqlstore"
 )
 
-// reconcileBatch is how many outbox rows one pass repairs per round trip.
+// reconcileBatch is how many written rows one pass repairs per round trip.
 const reconcileBatch = 256
 
-// Reconcile re-applies the cache invalidation of every outbox row older than
-// Options.ReconcileAge, then removes those rows. A write whose end never
-// reached Redis (its writer crashed, or Redis was down) is repaired here: its
-// intent is cleared and any cached value older than its version is dropped.
-// Re-applying a repair that is not needed drops nothing. It returns how many
-// stale entries were dropped.
+// Reconcile re-applies the end of every write committed between the last
+// pass and Options.ReconcileAge ago: it clears the write's intent if it is
+// still recorded (its writer died, or Redis was away, before the end ran)
+// and drops a cached value older than the committed version (a Redis that
+// failed over to a replica which missed the write). Re-applying an end
+// that already ran changes nothing. It returns how many stale entries it
+// dropped.
+//
+// The rows are their own outbox: each keeps its last write's token and
+// time, indexed. A namespace's progress is recorded in the database, so a
+// restarted store, or another process's, picks up where the last pass
+// ended. Only the last write of a row is known: if several writes of one
+// key all lost their ends before a pass, the earlier ones' intents expire
+// after IntentTTL instead.
 func (s *Store[T]) Reconcile(ctx context.Context) (int, error) {
-	cutoff := time.Now().Add(-s.opts.ReconcileAge)
+	now := time.Now()
+	upto := now.Add(-s.opts.ReconcileAge).UnixMilli()
+	from, found, err := s.db.Reconciled(ctx)
+	if err != nil {
+		return 0, &OpError{Op: "reconcile", Err: classify(ctx, err)}
+	}
+	if !found {
+		// Never reconciled: writes older than an intent's life need no end.
+		from = now.Add(-s.opts.ReconcileAge - s.opts.IntentTTL).UnixMilli()
+	}
+	if from >= upto {
+		return 0, nil
+	}
 	dropped := 0
+	after, afterKey := from, ""
 	for {
-		rows, err := s.db.Pending(ctx, cutoff, reconcileBatch)
+		rows, err := s.db.Written(ctx, after, afterKey, upto, reconcileBatch)
 		if err != nil {
 			return dropped, &OpError{Op: "reconcile", Err: classify(ctx, err)}
-		}
-		if len(rows) == 0 {
-			return dropped, nil
 		}
 		ops := make([]rediscache.Op, len(rows))
 		for i, r := range rows {
 			ops[i] = rediscache.Op{Key: r.Key, Token: r.Token, Version: r.Version}
 		}
-		oks, errs := s.cache.RepairMany(ctx, ops)
-		var done []sqlstore.OutboxRow
+		var oks []bool
+		var errs []error
+		if len(ops) > 0 {
+			oks, errs = s.cache.RepairMany(ctx, ops)
+		}
 		for i, r := range rows {
 			if errs[i] != nil {
-				if s.redisOK(ctx, errs[i]) {
-					break // Redis is away: the rest of this batch would fail too
+				s.redisOK(ctx, errs[i])
+				// Keep the failed row (and the rest) for the next pass.
+				if r.At-1 > from {
+					_ = s.db.SetReconciled(ctx, r.At-1)
 				}
-				continue
+				return dropped, &OpError{Op: "reconcile", Err: errors.Join(ErrUnavailable, errs[i])}
 			}
-			done = append(done, r)
+			s.st.reconciled.Add(1)
 			if oks[i] {
 				dropped++
 				s.st.repairs.Add(1)
 			}
 		}
-		if err := s.db.DeleteOutbox(ctx, done); err != nil {
-			return dropped, &OpError{Op: "reconcile", Err: classify(ctx, err)}
-		}
-		s.st.outboxRows.Add(uint64(len(done)))
-		if len(done) < len(rows) {
-			// Redis failed some repairs: keep those rows for the next pass.
-			return dropped, &OpError{Op: "reconcile", Err: errors.Join(ErrUnavailable, errors.Join(errs...))}
-		}
 		if len(rows) < reconcileBatch {
-			return dropped, nil
+			break
 		}
+		after, afterKey = rows[len(rows)-1].At, rows[len(rows)-1].Key
 	}
+	if err := s.db.SetReconciled(ctx, upto); err != nil {
+		return dropped, &OpError{Op: "reconcile", Err: classify(ctx, err)}
+	}
+	return dropped, nil
 }
 
 // reconcileLoop runs Reconcile every ReconcileInterval, except while the

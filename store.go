@@ -280,8 +280,8 @@ type Stats struct {
 	Fills          uint64 // fills installed
 	RejectedFills  uint64 // fills refused (a write began, or the lease was lost)
 	Intents        uint64 // write intents recorded
-	OutboxRepairs  uint64 // stale cache entries dropped by the reconciler
-	OutboxRows     uint64 // outbox rows reconciled and removed
+	Repairs        uint64 // stale cache entries dropped by the reconciler
+	Reconciled     uint64 // committed writes whose end the reconciler re-applied
 	Corrupt        uint64 // cache entries dropped for a bad header, checksum or format
 	Fences         uint64 // stripes moved to a new generation after Redis lost their marker
 	FencedWrites   uint64 // writes that began again because their stripe was fenced meanwhile
@@ -301,7 +301,7 @@ type Stats struct {
 
 type stats struct {
 	hits, misses, dbLoads, coalesced, leaseWaits, takeovers     atomic.Uint64
-	fills, rejected, intents, repairs, outboxRows, corrupt      atomic.Uint64
+	fills, rejected, intents, repairs, reconciled, corrupt      atomic.Uint64
 	fences, fencedWrites, droppedTasks                          atomic.Uint64
 	errRedis, errDB, errCodec, errInvalid, errConflict, errUnkn atomic.Uint64
 	errCanceled                                                 atomic.Uint64
@@ -314,7 +314,7 @@ func (s *Store[T]) Stats() Stats {
 		Hits: st.hits.Load(), Misses: st.misses.Load(), DBLoads: st.dbLoads.Load(),
 		Coalesced: st.coalesced.Load(), LeaseWaits: st.leaseWaits.Load(), LeaseTakeovers: st.takeovers.Load(),
 		Fills: st.fills.Load(), RejectedFills: st.rejected.Load(), Intents: st.intents.Load(),
-		OutboxRepairs: st.repairs.Load(), OutboxRows: st.outboxRows.Load(), Corrupt: st.corrupt.Load(),
+		Repairs: st.repairs.Load(), Reconciled: st.reconciled.Load(), Corrupt: st.corrupt.Load(),
 		Fences: st.fences.Load(), FencedWrites: st.fencedWrites.Load(),
 		BreakerOpen: !s.brk.allow(), BreakerOpens: s.brk.opens.Load(),
 		BreakerReads: s.brk.reads.Load(), BreakerWrites: s.brk.writes.Load(),

@@ -142,8 +142,7 @@ func (s *Store[T]) write(ctx context.Context, op string, ws []sqlstore.Write) ([
 	}
 
 	began := time.Now()
-	txCtx, cancel := context.WithDeadline(ctx, began.Add(s.opts.IntentTTL*3/4))
-	defer cancel()
+	commitBy := began.Add(s.opts.IntentTTL * 3 / 4)
 	var marks []rediscache.Mark
 	err := errBreakerOpen
 	if s.brk.allow() {
@@ -186,7 +185,7 @@ func (s *Store[T]) write(ctx context.Context, op string, ws []sqlstore.Write) ([
 			}
 		}
 		err = s.stepMany(ctx, StepDBWrite, keys, func() (err error) {
-			vers, err = s.db.Apply(txCtx, ws)
+			vers, err = s.db.Apply(ctx, ws, commitBy)
 			return err
 		})
 		if !errors.Is(err, sqlstore.ErrFenced) || round >= maxFenceRounds {
@@ -223,7 +222,7 @@ func (s *Store[T]) write(ctx context.Context, op string, ws []sqlstore.Write) ([
 			}
 			s.clear(ctx, ops)
 			return fail(err)
-		case ctx.Err() == nil && txCtx.Err() != nil:
+		case ctx.Err() == nil && time.Now().After(commitBy):
 			s.clear(ctx, ops)
 			return fail(errors.Join(ErrUnavailable, errors.New("the DB write outlasted the write intent and was aborted")))
 		}

@@ -181,8 +181,15 @@ func sample() []Result {
 		{Name: "raw/get", Kind: KindRaw, Goroutines: 1, Ops: 100, OpsPerSec: 30000, AllocsPerOp: 7},
 		{Name: "memstore/get-hit", Kind: KindMemstore, Goroutines: 1, Ops: 100, OpsPerSec: 27000, AllocsPerOp: 11, Baseline: "raw/get", RatioToRaw: 0.9},
 		{Name: "peer/get-hit", Kind: KindPeer, Goroutines: 1, Ops: 100, OpsPerSec: 28000},
-		{Name: "memstore/set", Kind: KindMemstore, Goroutines: 1, Ops: 100, OpsPerSec: 600},
-		{Name: "write-db-delete-cache/set", Kind: KindStrategy, Goroutines: 1, Ops: 100, OpsPerSec: 1000},
+		{Name: "memstore/set", Kind: KindMemstore, DB: "sqlite", Goroutines: 1, Ops: 100, OpsPerSec: 600},
+		{Name: "write-db-delete-cache/set", Kind: KindStrategy, DB: "sqlite", Goroutines: 1, Ops: 100, OpsPerSec: 1000},
+		// On PostgreSQL the write target is 0.9: 0.85 misses it.
+		{Name: "memstore/delete", Kind: KindMemstore, DB: "postgres", Goroutines: 1, Ops: 100, OpsPerSec: 850},
+		{Name: "write-db-delete-cache/delete", Kind: KindStrategy, DB: "postgres", Goroutines: 1, Ops: 100, OpsPerSec: 1000},
+		{Name: "memstore/get-miss", Kind: KindMemstore, Goroutines: 1, Ops: 100, OpsPerSec: 600, AllocsPerOp: 40},
+		{Name: "write-db-delete-cache/get-miss", Kind: KindStrategy, Goroutines: 1, Ops: 100, OpsPerSec: 1000},
+		{Name: "memstore/mixed-3", Kind: KindMemstore, Goroutines: 8, Ops: 100, OpsPerSec: 900},
+		{Name: "write-db-delete-cache/mixed-3", Kind: KindStrategy, Goroutines: 8, Ops: 100, OpsPerSec: 1000},
 		{Name: "memstore/stampede", Kind: KindMemstore, Goroutines: 200, Ops: 4000, OpsPerSec: 9000, Rounds: 20, DBLoads: 20, DBLoadsPerKey: 1, MaxDBLoadsPerKey: 1},
 		{Name: "peer/stampede", Kind: KindPeer, Goroutines: 200, Ops: 4000, OpsPerSec: 9000, Rounds: 20, DBLoads: 400, DBLoadsPerKey: 20, MaxDBLoadsPerKey: 31},
 		{Name: "broken/get-hit", Kind: KindPeer, Goroutines: 1, Err: "setup: no server"},
@@ -195,13 +202,17 @@ func TestChecks(t *testing.T) {
 		got[c.Name] = c.Status
 	}
 	want := map[string]Status{
-		"memstore/get-hit vs raw/get, g=1":                      Met,
-		"memstore/get-hit allocs/op beyond raw/get, g=1":        Missed,
-		"memstore/get-hit vs peer/get-hit, g=1":                 Missed,
-		"memstore/get-hit vs broken/get-hit, g=1":               Unknown,
-		"memstore/set vs write-db-delete-cache/set, g=1":        Missed,
-		"memstore/stampede DB loads per cold key (200 callers)": Met,
-		"  beside it: peer/stampede (200 callers)":              Info,
+		"memstore/get-hit vs raw/get, g=1":                                Met,
+		"memstore/get-hit allocs/op beyond raw/get, g=1":                  Missed,
+		"memstore/get-hit vs peer/get-hit, g=1":                           Missed,
+		"memstore/get-hit vs broken/get-hit, g=1":                         Unknown,
+		"memstore/set vs write-db-delete-cache/set (sqlite), g=1":         Missed,
+		"memstore/delete vs write-db-delete-cache/delete (postgres), g=1": Missed,
+		"memstore/get-miss vs write-db-delete-cache/get-miss, g=1":        Met,
+		"  allocs/op memstore/get-miss vs raw/get, g=1":                   Info,
+		"memstore/mixed-3 vs write-db-delete-cache/mixed-3, g=8":          Met,
+		"memstore/stampede DB loads per cold key (200 callers)":           Met,
+		"  beside it: peer/stampede (200 callers)":                        Info,
 	}
 	for name, st := range want {
 		if got[name] != st {
@@ -241,8 +252,14 @@ func TestWriteTableAndSVG(t *testing.T) {
 			bars++
 		}
 	}
-	if bars != 7 {
-		t.Errorf("%d bars, want 7 (every measured row)", bars)
+	measured := 0
+	for _, r := range sample() {
+		if r.OpsPerSec > 0 {
+			measured++
+		}
+	}
+	if bars != measured {
+		t.Errorf("%d bars, want %d (every measured row)", bars, measured)
 	}
 }
 

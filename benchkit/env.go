@@ -185,6 +185,9 @@ func (e *Env) Client() redis.UniversalClient {
 // Namespace returns a namespace (key prefix and row scope) of this run.
 func (e *Env) Namespace(name string) string { return e.prefix + "-" + name }
 
+// Dialect names the database dialect ("sqlite", "postgres").
+func (e *Env) Dialect() string { return e.dialect.String() }
+
 // Value returns the value every row stores: Opts.ValueSize bytes of text.
 func (e *Env) Value() string { return value(e.Opts.ValueSize) }
 
@@ -243,7 +246,7 @@ func (e *Env) cleanRedis() error {
 // cleanDB deletes the run's rows from a database it did not create.
 func (e *Env) cleanDB() error {
 	ctx := context.Background()
-	for _, t := range []string{"memstore_entries", "memstore_outbox", "strategy_entries", tableName} {
+	for _, t := range []string{"memstore_entries", "memstore_reconciled", "memstore_fences", "strategy_entries", tableName} {
 		// A table the run did not create is not there: nothing to delete.
 		_, _ = e.DB.ExecContext(ctx, e.rebind(`DELETE FROM `+t+` WHERE ns LIKE ?`), e.prefix+"-%")
 	}

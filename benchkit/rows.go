@@ -33,18 +33,32 @@ type Subject struct {
 	Evict func(ctx context.Context, kv memstore.KV, key string) error
 	// DBLoads returns how many rows all instances have read from the DB.
 	DBLoads func() int64
-	// Settle, if set, runs after each measurement of the set row (for
-	// stores that finish writes in the background).
+	// Settle, if set, waits for the store's background work after writes
+	// (for stores that finish writes after they return), before a key
+	// written counts as cold and after each measurement of a write row.
 	Settle func(ctx context.Context) error
 }
 
 // SubjectRows returns the rows every store gets:
 //
-//	<name>/get-hit   Get of a cached key, cycling through Opts.HotKeys keys
-//	<name>/set       Set of a key, cycling through Opts.HotKeys other keys
-//	<name>/stampede  Opts.ColdKeys rounds; in each, Opts.Callers goroutines
-//	                 over two instances (two Redis clients) Get one cold key
-//	                 at once; db_loads_per_key counts the DB reads per key
+//	<name>/get-hit     Get of a cached key, cycling through Opts.HotKeys keys
+//	<name>/get-miss    Get of a key whose row exists but is not cached (a
+//	                   fresh key per op, from a pool of Opts.MissKeys made
+//	                   cold again after each measurement)
+//	<name>/set         Set of a key, cycling through Opts.HotKeys other keys,
+//	                   a new value each time (a database skips a write that
+//	                   changes nothing: rewriting one value measures no write)
+//	<name>/delete      Delete of a key that exists (a fresh key per op, from
+//	                   a pool written again after each measurement)
+//	<name>/mixed-3     8 goroutines, 50% Get, 40% Set, 10% Delete over 3 keys
+//	<name>/mixed-1000  the same over 1,000 keys
+//	<name>/stampede    Opts.ColdKeys rounds; in each, Opts.Callers goroutines
+//	                   over two instances (two Redis clients) Get one cold key
+//	                   at once; db_loads_per_key counts the DB reads per key
+//
+// Stores whose Set caches the value need Subject.Evict for the miss and
+// stampede rows; stores that finish writes in the background need
+// Subject.Settle, run after every write before a key counts as cold.
 func SubjectRows(env *Env, s Subject) []Row {
 	o := env.Opts
 	val := env.Value()
@@ -54,6 +68,12 @@ func SubjectRows(env *Env, s Subject) []Row {
 	// Settle seeds the next generation.
 	coldGen := 0
 	cold := keys("cold-0-", o.ColdKeys)
+	miss := keys("miss-", o.MissKeys)
+	var missNext atomic.Int64
+	del := keys("del-", o.MissKeys)
+	var delNext atomic.Int64
+	var written atomic.Uint64
+	fresh := func() string { return nth(val, written.Add(1)) }
 
 	var (
 		once  sync.Once
@@ -76,16 +96,22 @@ func SubjectRows(env *Env, s Subject) []Row {
 			return oerr
 		}
 	)
-	seedCold := func(ctx context.Context, keys []string) error {
-		return parallel(ctx, keys, func(ctx context.Context, k string) error {
-			if err := inst[0].Set(ctx, k, val); err != nil {
-				return err
-			}
-			if s.Evict != nil {
-				return s.Evict(ctx, inst[0], k)
-			}
-			return nil
-		})
+	settle := func(ctx context.Context) error {
+		if s.Settle != nil {
+			return s.Settle(ctx)
+		}
+		return nil
+	}
+	// seed writes keys, and makes them cold: written, settled, evicted.
+	seed := func(ctx context.Context, keys []string, v string) error {
+		err := parallel(ctx, keys, func(ctx context.Context, k string) error { return inst[0].Set(ctx, k, v) })
+		if err == nil {
+			err = settle(ctx)
+		}
+		if err == nil && s.Evict != nil {
+			err = parallel(ctx, keys, func(ctx context.Context, k string) error { return s.Evict(ctx, inst[0], k) })
+		}
+		return err
 	}
 	want := func(v string, err error) error {
 		if err == nil && v != val {
@@ -93,14 +119,45 @@ func SubjectRows(env *Env, s Subject) []Row {
 		}
 		return err
 	}
-	return []Row{
-		{
-			Name: s.Name + "/get-hit", Kind: s.Kind, Baseline: "raw/get", DBLoads: s.DBLoads,
+	mixed := func(n int) Row {
+		ks := keys(fmt.Sprintf("mixed%d-", n), n)
+		return Row{
+			Name: fmt.Sprintf("%s/mixed-%d", s.Name, n), Kind: s.Kind, DB: env.Dialect(), DBLoads: s.DBLoads, Concurrency: 8,
 			Setup: func(ctx context.Context) error {
 				if err := open2(ctx); err != nil {
 					return err
 				}
-				if err := seedCold(ctx, hot); err != nil {
+				return seed(ctx, ks, val)
+			},
+			Op: func(ctx context.Context, worker, i int) error {
+				// A multiplicative hash spreads kinds and keys over ops.
+				h := uint64(i) * 0x9E3779B97F4A7C15
+				k := ks[(h>>32)%uint64(n)]
+				kv := inst[worker%2]
+				switch op := (h >> 8) % 10; {
+				case op < 5:
+					_, err := kv.Get(ctx, k)
+					if errors.Is(err, memstore.ErrNotFound) {
+						err = nil
+					}
+					return err
+				case op < 9:
+					return kv.Set(ctx, k, fresh())
+				default:
+					return kv.Delete(ctx, k)
+				}
+			},
+			Settle: settle,
+		}
+	}
+	return []Row{
+		{
+			Name: s.Name + "/get-hit", Kind: s.Kind, DB: env.Dialect(), Baseline: "raw/get", DBLoads: s.DBLoads,
+			Setup: func(ctx context.Context) error {
+				if err := open2(ctx); err != nil {
+					return err
+				}
+				if err := seed(ctx, hot, val); err != nil {
 					return err
 				}
 				return parallel(ctx, hot, func(ctx context.Context, k string) error {
@@ -112,20 +169,68 @@ func SubjectRows(env *Env, s Subject) []Row {
 			},
 		},
 		{
-			Name: s.Name + "/set", Kind: s.Kind, Baseline: "raw/set", DBLoads: s.DBLoads, Settle: s.Settle,
-			Setup: open2,
-			Op: func(ctx context.Context, _, i int) error {
-				return inst[0].Set(ctx, set[i%len(set)], val)
+			Name: s.Name + "/get-miss", Kind: s.Kind, DB: env.Dialect(), Baseline: "raw/get", DBLoads: s.DBLoads,
+			Setup: func(ctx context.Context) error {
+				if err := open2(ctx); err != nil {
+					return err
+				}
+				return seed(ctx, miss, val)
+			},
+			Op: func(ctx context.Context, _, _ int) error {
+				n := missNext.Add(1) - 1
+				if n >= int64(len(miss)) {
+					return ErrExhausted
+				}
+				return want(inst[0].Get(ctx, miss[n]))
+			},
+			// Make the keys read so far cold again, so every measurement
+			// has the whole pool.
+			Settle: func(ctx context.Context) error {
+				n := min(missNext.Swap(0), int64(len(miss)))
+				if s.Evict == nil {
+					return nil
+				}
+				return parallel(ctx, miss[:n], func(ctx context.Context, k string) error { return s.Evict(ctx, inst[0], k) })
 			},
 		},
 		{
-			Name: s.Name + "/stampede", Kind: s.Kind, DBLoads: s.DBLoads,
+			Name: s.Name + "/set", Kind: s.Kind, DB: env.Dialect(), Baseline: "raw/set", DBLoads: s.DBLoads, Settle: settle,
+			Setup: open2,
+			Op: func(ctx context.Context, _, i int) error {
+				return inst[0].Set(ctx, set[i%len(set)], fresh())
+			},
+		},
+		{
+			Name: s.Name + "/delete", Kind: s.Kind, DB: env.Dialect(), Baseline: "raw/set", DBLoads: s.DBLoads,
+			Setup: func(ctx context.Context) error {
+				if err := open2(ctx); err != nil {
+					return err
+				}
+				return seed(ctx, del, val)
+			},
+			Op: func(ctx context.Context, _, _ int) error {
+				n := delNext.Add(1) - 1
+				if n >= int64(len(del)) {
+					return ErrExhausted
+				}
+				return inst[0].Delete(ctx, del[n])
+			},
+			// Write the deleted keys again, so every delete deletes a row.
+			Settle: func(ctx context.Context) error {
+				n := min(delNext.Swap(0), int64(len(del)))
+				return seed(ctx, del[:n], val)
+			},
+		},
+		mixed(3),
+		mixed(1000),
+		{
+			Name: s.Name + "/stampede", Kind: s.Kind, DB: env.Dialect(), DBLoads: s.DBLoads,
 			Concurrency: o.Callers, Rounds: len(cold),
 			Setup: func(ctx context.Context) error {
 				if err := open2(ctx); err != nil {
 					return err
 				}
-				return seedCold(ctx, cold)
+				return seed(ctx, cold, val)
 			},
 			Op: func(ctx context.Context, worker, round int) error {
 				return want(inst[worker%2].Get(ctx, cold[round]))
@@ -133,10 +238,20 @@ func SubjectRows(env *Env, s Subject) []Row {
 			Settle: func(ctx context.Context) error {
 				coldGen++
 				cold = keys("cold-"+strconv.Itoa(coldGen)+"-", o.ColdKeys)
-				return seedCold(ctx, cold)
+				return seed(ctx, cold, val)
 			},
 		},
 	}
+}
+
+// nth returns v with its end replaced by the number n, so that every write
+// stores a value of the same length that no earlier write stored.
+func nth(v string, n uint64) string {
+	num := strconv.FormatUint(n, 10)
+	if len(num) >= len(v) {
+		return num[len(num)-len(v):]
+	}
+	return v[:len(v)-len(num)] + num
 }
 
 // StandardRows returns every row of a run but the peers': raw go-redis,
@@ -148,14 +263,8 @@ func SubjectRows(env *Env, s Subject) []Row {
 //	raw/set   SET of such a value, with a TTL
 //	raw/mget  MGET of 100 such keys
 //
-// memstore gets the SubjectRows and:
-//
-//	memstore/get-miss     Get of a key whose row exists but was never cached
-//	                      (a fresh key per op, from a pool of Opts.MissKeys
-//	                      made cold again after each measurement): the Lua
-//	                      get takes the lease, the DB read, the Lua fill
-//	memstore/delete       Delete (a tombstone write) cycling through keys
-//	memstore/getmany-100  GetMany of 100 cached keys
+// memstore gets the SubjectRows and memstore/getmany-100, GetMany of 100
+// cached keys.
 //
 // Each known-bad strategy of package strategies gets the SubjectRows.
 // memstore's stores run without hooks (Stats counts their DB loads) and
@@ -209,7 +318,7 @@ func RawRows(env *Env) []Row {
 		{
 			Name: "raw/set", Kind: KindRaw, Baseline: "raw/set",
 			Op: func(ctx context.Context, _, i int) error {
-				return rdb.Set(ctx, set[i%len(set)], val, ttl).Err()
+				return rdb.Set(ctx, set[i%len(set)], nth(val, uint64(i)), ttl).Err()
 			},
 		},
 		{
@@ -230,6 +339,7 @@ func RawRows(env *Env) []Row {
 func MemstoreSubject(env *Env) Subject {
 	var mu sync.Mutex
 	var stores []*memstore.Store[string]
+	var evictClient redis.UniversalClient
 	return Subject{
 		Name: "memstore", Kind: KindMemstore,
 		Open: func(ctx context.Context, rdb redis.UniversalClient) (memstore.KV, error) {
@@ -251,6 +361,28 @@ func MemstoreSubject(env *Env) Subject {
 				n += s.Stats().DBLoads
 			}
 			return int64(n)
+		},
+		Evict: func(ctx context.Context, _ memstore.KV, key string) error {
+			mu.Lock()
+			s := stores[0]
+			if evictClient == nil {
+				evictClient = env.Client()
+			}
+			c := evictClient
+			mu.Unlock()
+			return c.Del(ctx, s.RedisKey(key)).Err()
+		},
+		// A write's end follows its return: Sync waits for the ends of
+		// the writes measured, so the next measurement starts settled.
+		Settle: func(ctx context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, s := range stores {
+				if err := s.Sync(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 	}
 }
@@ -298,79 +430,37 @@ func StrategySubject(env *Env, f strategies.Factory) Subject {
 	return s
 }
 
-// memstoreRows are the rows only memstore has: misses, deletes, batches.
+// memstoreRows are the rows only memstore has: batches.
 func memstoreRows(env *Env) []Row {
-	o := env.Opts
 	val := env.Value()
 	var (
 		once sync.Once
 		s    *memstore.Store[string]
-		rdb  redis.UniversalClient
 		oerr error
 	)
 	open := func(ctx context.Context) error {
 		once.Do(func() {
-			rdb = env.Client()
-			s, oerr = newStore(env, rdb, "memstore-only")
+			s, oerr = newStore(env, env.Client(), "memstore-only")
 			if oerr == nil {
 				env.OnClose(s.Close)
 			}
 		})
 		return oerr
 	}
-	miss := keys("miss-", o.MissKeys)
-	var missNext atomic.Int64
-	del := keys("del-", o.HotKeys)
-	hot := keys("hot-", o.HotKeys)
+	hot := keys("hot-", env.Opts.HotKeys)
 	batches := batches(hot, 100)
 	loads := func() int64 { return int64(s.Stats().DBLoads) }
 	return []Row{
 		{
-			Name: "memstore/get-miss", Kind: KindMemstore, Baseline: "raw/get", DBLoads: loads,
-			Setup: func(ctx context.Context) error {
-				if err := open(ctx); err != nil {
-					return err
-				}
-				return setMany(ctx, s, miss, val)
-			},
-			Op: func(ctx context.Context, _, _ int) error {
-				n := missNext.Add(1) - 1
-				if n >= int64(len(miss)) {
-					return ErrExhausted
-				}
-				v, err := s.Get(ctx, miss[n])
-				if err == nil && v != val {
-					err = errors.New("memstore/get-miss: wrong value")
-				}
-				return err
-			},
-			// Make the keys read so far cold again, so every measurement
-			// has the whole pool.
-			Settle: func(ctx context.Context) error {
-				n := min(missNext.Swap(0), int64(len(miss)))
-				_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-					for _, k := range miss[:n] {
-						p.Del(ctx, s.RedisKey(k))
-					}
-					return nil
-				})
-				return err
-			},
-		},
-		{
-			Name: "memstore/delete", Kind: KindMemstore, Baseline: "raw/set", DBLoads: loads,
-			Setup: open,
-			Op: func(ctx context.Context, _, i int) error {
-				return s.Delete(ctx, del[i%len(del)])
-			},
-		},
-		{
-			Name: "memstore/getmany-100", Kind: KindMemstore, Baseline: "raw/mget", DBLoads: loads,
+			Name: "memstore/getmany-100", Kind: KindMemstore, DB: env.Dialect(), Baseline: "raw/mget", DBLoads: loads,
 			Setup: func(ctx context.Context) error {
 				if err := open(ctx); err != nil {
 					return err
 				}
 				if err := setMany(ctx, s, hot, val); err != nil {
+					return err
+				}
+				if err := s.Sync(ctx); err != nil {
 					return err
 				}
 				_, err := s.GetMany(ctx, hot) // fills them all

@@ -53,6 +53,9 @@ type Row struct {
 	// Settle, if set, runs after each measurement, outside it: it lets
 	// background work the row started finish, or resets its key pools.
 	Settle func(ctx context.Context) error
+	// DB names the database the row's subject writes ("sqlite",
+	// "postgres"), for targets that differ by database.
+	DB string
 }
 
 // ErrExhausted, returned by an Op, ends the measurement early without
@@ -103,6 +106,7 @@ func (o Options) withDefaults() Options {
 type Result struct {
 	Name       string  `json:"name"`
 	Kind       Kind    `json:"kind"`
+	DB         string  `json:"db,omitempty"`
 	Goroutines int     `json:"goroutines"`
 	Ops        int64   `json:"ops"`    // operations that succeeded
 	Errors     int64   `json:"errors"` // operations that failed
@@ -206,7 +210,7 @@ func Run(ctx context.Context, rows []Row, opts Options) []Result {
 		r := rows[c.row]
 		switch {
 		case setupErr[c.row] != nil:
-			out = append(out, Result{Name: r.Name, Kind: r.Kind, Goroutines: c.g, Err: "setup: " + setupErr[c.row].Error()})
+			out = append(out, Result{Name: r.Name, Kind: r.Kind, DB: r.DB, Goroutines: c.g, Err: "setup: " + setupErr[c.row].Error()})
 		case len(c.runs) > 0:
 			m := median(c.runs)
 			if len(c.runs) > 1 {
@@ -307,7 +311,7 @@ type worker struct {
 
 // measure runs one measurement of r at g goroutines.
 func measure(ctx context.Context, r *Row, g int, seq *atomic.Int64, o Options) Result {
-	res := Result{Name: r.Name, Kind: r.Kind, Goroutines: g}
+	res := Result{Name: r.Name, Kind: r.Kind, DB: r.DB, Goroutines: g}
 	ws := make([]*worker, g)
 	for i := range ws {
 		ws[i] = new(worker)

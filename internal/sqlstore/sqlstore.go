@@ -1,14 +1,16 @@
 // Package sqlstore is the database side of memstore: the schema, the row
-// queries, the outbox and the stripe fences, for SQLite (modernc.org/sqlite)
-// and PostgreSQL (pgx's database/sql driver) through one *sql.DB.
+// queries, the reconciler's scan and the stripe fences, for SQLite
+// (modernc.org/sqlite) and PostgreSQL (pgx's database/sql driver) through
+// one *sql.DB.
 //
 // The database is the source of truth. A write is one statement per row
 // that upserts (or tombstones) the row and bumps its version, only if the
-// row's stripe is still at the fence generation the write began under; a
-// trigger inserts the outbox row naming the write's intent token in the
-// same statement, so a crash between the commit and the cache invalidation
-// is repaired by the reconciler. The statements are the same text on both
-// dialects, with placeholders rebound.
+// row's stripe is still at the fence generation the write began under. The
+// row is its own outbox entry: it keeps the write's intent token and time,
+// indexed, so the reconciler finds every write of a time window and
+// re-applies its cache repair, with no outbox table to insert into and
+// delete from. The statements are the same text on both dialects, with
+// placeholders rebound.
 package sqlstore
 
 import (
@@ -18,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,13 +102,13 @@ type Write struct {
 	Unfenced bool
 }
 
-// OutboxRow is a committed write whose cache invalidation may not have run.
-type OutboxRow struct {
-	ID      int64
+// Written is a committed write, as the reconciler finds it: the row's key,
+// version and the intent token of its last write.
+type Written struct {
 	Key     string
 	Version uint64
 	Token   string
-	Created time.Time
+	At      int64 // the write's time, ms since the epoch (the writer's clock)
 }
 
 // DB runs memstore's queries for one namespace.
@@ -116,8 +119,10 @@ type DB struct {
 	// writeMu serialises this store's SQLite writes. SQLite has one writer
 	// at a time anyway; waiting here is a queue, while waiting in the
 	// driver is busy_timeout's sleep-and-poll, whose tail at 16 writers
-	// reached seconds.
+	// reached seconds. Writes queue in queue, for group commit (group).
 	writeMu chan struct{}
+	qmu     sync.Mutex
+	queue   []*request
 
 	q queries
 	// stmts are the hot statements, prepared once (database/sql keeps
@@ -160,14 +165,19 @@ ON CONFLICT (ns, stripe) DO UPDATE SET
   incarnation = excluded.incarnation
 RETURNING gen`
 
-	qGen       = `SELECT gen FROM memstore_fences WHERE ns = ? AND stripe = ?`
-	qLoad      = `SELECT value, format, version, ttl_ms, tombstone FROM memstore_entries WHERE ns = ? AND key = ?`
-	qPending   = `SELECT id, key, version, token, created_ms FROM memstore_outbox WHERE ns = ? AND created_ms <= ? ORDER BY id LIMIT ?`
-	qDelOutbox = `DELETE FROM memstore_outbox WHERE ns = ? AND id = ? AND token = ?`
+	qGen  = `SELECT gen FROM memstore_fences WHERE ns = ? AND stripe = ?`
+	qLoad = `SELECT value, format, version, ttl_ms, tombstone FROM memstore_entries WHERE ns = ? AND key = ?`
+	// The writes after a cursor (time, key), in that order, up to a time.
+	qWritten = `SELECT key, version, token, updated_at FROM memstore_entries
+WHERE ns = ? AND (updated_at > ? OR updated_at = ? AND key > ?) AND updated_at <= ?
+ORDER BY updated_at, key LIMIT ?`
+	qMark    = `SELECT upto FROM memstore_reconciled WHERE ns = ?`
+	qSetMark = `INSERT INTO memstore_reconciled (ns, upto) VALUES (?, ?)
+ON CONFLICT (ns) DO UPDATE SET upto = excluded.upto WHERE memstore_reconciled.upto < excluded.upto`
 )
 
 type queries struct {
-	upsert, casInsert, cas, fence, gen, load, pending, delOutbox string
+	upsert, casInsert, cas, fence, gen, load, written, mark, setMark string
 }
 
 // New returns the queries for namespace ns on db. dialect Unknown detects it.
@@ -187,7 +197,7 @@ func New(db *sql.DB, dialect Dialect, ns string) (*DB, error) {
 	d.q = queries{
 		upsert: w(qUpsert), casInsert: w(qCasInsert), cas: w(qCas),
 		fence: d.rebind(qFence), gen: d.rebind(qGen), load: d.rebind(qLoad),
-		pending: d.rebind(qPending), delOutbox: d.rebind(qDelOutbox),
+		written: d.rebind(qWritten), mark: d.rebind(qMark), setMark: d.rebind(qSetMark),
 	}
 	return d, nil
 }
@@ -262,12 +272,9 @@ func (d *DB) lockWrites(ctx context.Context) (func(), error) {
 
 // Migrate creates the tables if they do not exist. It is idempotent.
 func (d *DB) Migrate(ctx context.Context) error {
-	// SQLite: a plain INTEGER PRIMARY KEY is the rowid. AUTOINCREMENT would
-	// also write sqlite_sequence on every insert; rows are deleted by id and
-	// token, so a reused id can never delete the wrong row.
-	blob, id := "BLOB", "INTEGER PRIMARY KEY"
+	blob := "BLOB"
 	if d.dialect == Postgres {
-		blob, id = "BYTEA", "BIGSERIAL PRIMARY KEY"
+		blob = "BYTEA"
 	}
 	stmts := []string{
 		`CREATE TABLE IF NOT EXISTS memstore_entries (
@@ -281,40 +288,17 @@ func (d *DB) Migrate(ctx context.Context) error {
   updated_at BIGINT NOT NULL,
   token TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (ns, key))`,
-		`CREATE TABLE IF NOT EXISTS memstore_outbox (
-  id ` + id + `,
-  ns TEXT NOT NULL,
-  key TEXT NOT NULL,
-  version BIGINT NOT NULL,
-  token TEXT NOT NULL,
-  created_ms BIGINT NOT NULL)`,
-		`CREATE INDEX IF NOT EXISTS memstore_outbox_age ON memstore_outbox (ns, created_ms)`,
+		// The reconciler's scan: the writes of a time window.
+		`CREATE INDEX IF NOT EXISTS memstore_entries_written ON memstore_entries (ns, updated_at, key)`,
+		`CREATE TABLE IF NOT EXISTS memstore_reconciled (
+  ns TEXT NOT NULL PRIMARY KEY,
+  upto BIGINT NOT NULL)`,
 		`CREATE TABLE IF NOT EXISTS memstore_fences (
   ns TEXT NOT NULL,
   stripe INTEGER NOT NULL,
   gen BIGINT NOT NULL,
   incarnation TEXT NOT NULL,
   PRIMARY KEY (ns, stripe))`,
-	}
-	// The outbox row of every write, in the write's own statement.
-	const outbox = `INSERT INTO memstore_outbox (ns, key, version, token, created_ms) VALUES (NEW.ns, NEW.key, NEW.version, NEW.token, NEW.updated_at)`
-	if d.dialect == Postgres {
-		stmts = append(stmts,
-			`CREATE OR REPLACE FUNCTION memstore_outbox_row() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  `+outbox+`;
-  RETURN NULL;
-END $$`,
-			`DO $$ BEGIN
-  CREATE TRIGGER memstore_outbox_row AFTER INSERT OR UPDATE ON memstore_entries
-    FOR EACH ROW EXECUTE FUNCTION memstore_outbox_row();
-EXCEPTION WHEN duplicate_object THEN NULL;
-END $$`)
-	} else {
-		for _, ev := range []string{"INSERT", "UPDATE"} {
-			stmts = append(stmts, `CREATE TRIGGER IF NOT EXISTS memstore_outbox_`+strings.ToLower(ev)+` AFTER `+ev+` ON memstore_entries
-BEGIN `+outbox+`; END`)
-		}
 	}
 	for _, s := range stmts {
 		if _, err := d.db.ExecContext(ctx, s); err != nil {
@@ -406,18 +390,28 @@ func (d *DB) Fence(ctx context.Context, stripe int, incarnation string) (int64, 
 }
 
 // Apply writes rows, each under its stripe's fence, and returns each row's
-// new version. One write is one statement; several run in one transaction.
-// A compare-and-set whose version does not match fails with ErrConflict,
-// a write whose stripe was fenced with ErrFenced, and in both cases nothing
-// is written. An error that leaves the outcome open wraps ErrCommitUnknown;
-// every other error means nothing was written.
-func (d *DB) Apply(ctx context.Context, writes []Write) ([]uint64, error) {
-	unlock, err := d.lockWrites(ctx)
-	if err != nil {
-		return nil, err
+// new version; the write must commit by commitBy (its intents' safe life),
+// or it is aborted. One write is one statement; several run in one
+// transaction. A compare-and-set whose version does not match fails with
+// ErrConflict, a write whose stripe was fenced with ErrFenced, and in both
+// cases nothing is written. An error that leaves the outcome open wraps
+// ErrCommitUnknown; every other error means nothing was written.
+//
+// On SQLite, which has one writer at a time, concurrent Applies commit
+// together (see group).
+func (d *DB) Apply(ctx context.Context, writes []Write, commitBy time.Time) ([]uint64, error) {
+	if d.dialect == SQLite {
+		return d.group(ctx, writes, commitBy)
 	}
-	defer unlock()
-	if len(writes) == 1 {
+	ctx, cancel := context.WithDeadline(ctx, commitBy)
+	defer cancel()
+	return d.apply(ctx, nil, writes)
+}
+
+// apply runs writes: one as its own statement (tx nil), several in a
+// transaction of their own, or, with tx, inside tx.
+func (d *DB) apply(ctx context.Context, tx *sql.Tx, writes []Write) ([]uint64, error) {
+	if len(writes) == 1 && tx == nil {
 		v, err := d.applyOne(ctx, nil, writes[0])
 		switch {
 		case err == nil:
@@ -427,21 +421,162 @@ func (d *DB) Apply(ctx context.Context, writes []Write) ([]uint64, error) {
 		}
 		return nil, errors.Join(ErrCommitUnknown, err)
 	}
-	tx, err := d.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
+	own := tx == nil
+	if own {
+		var err error
+		if tx, err = d.db.BeginTx(ctx, nil); err != nil {
+			return nil, err
+		}
+		defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
 	}
-	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
 	versions := make([]uint64, len(writes))
 	for i, w := range writes {
+		var err error
 		if versions[i], err = d.applyOne(ctx, tx, w); err != nil {
 			return nil, err
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return nil, errors.Join(ErrCommitUnknown, err)
+	if own {
+		if err := tx.Commit(); err != nil {
+			return nil, errors.Join(ErrCommitUnknown, err)
+		}
 	}
 	return versions, nil
+}
+
+// A request is one Apply waiting for its group's commit.
+type request struct {
+	writes   []Write
+	commitBy time.Time
+	taken    bool // guarded by DB.qmu: a leader runs it; it may commit
+	done     chan struct{}
+	vers     []uint64
+	err      error
+}
+
+// group is Apply on SQLite: group commit. SQLite runs one write
+// transaction at a time, and each commit costs a sync of the log, so
+// writers queue, and whoever holds the write lock takes every request
+// queued so far and runs them in one transaction: one commit for them all.
+// A request of one write is one statement that either applies or writes
+// nothing (a lost compare-and-set, a fenced stripe), so it fails alone; a
+// request of several runs under a savepoint, all or nothing. A caller whose
+// context ends while its request waits in the queue withdraws it: nothing
+// written. Once a leader has taken it, the outcome is unknown until the
+// commit, and the caller that cannot wait for it says so.
+func (d *DB) group(ctx context.Context, writes []Write, commitBy time.Time) ([]uint64, error) {
+	r := &request{writes: writes, commitBy: commitBy, done: make(chan struct{})}
+	d.qmu.Lock()
+	d.queue = append(d.queue, r)
+	d.qmu.Unlock()
+	for {
+		select {
+		case <-r.done:
+			return r.vers, r.err
+		case d.writeMu <- struct{}{}:
+			d.runGroup()
+			<-d.writeMu
+		case <-ctx.Done():
+			d.qmu.Lock()
+			taken := r.taken
+			if !taken {
+				d.queue = slices.DeleteFunc(d.queue, func(q *request) bool { return q == r })
+			}
+			d.qmu.Unlock()
+			if taken {
+				return nil, errors.Join(ErrCommitUnknown, ctx.Err())
+			}
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// maxGroup bounds the requests of one group commit.
+const maxGroup = 128
+
+// runGroup takes the queued requests and commits them together. The caller
+// holds the write lock.
+func (d *DB) runGroup() {
+	d.qmu.Lock()
+	n := min(len(d.queue), maxGroup)
+	batch := slices.Clone(d.queue[:n])
+	d.queue = slices.Delete(d.queue, 0, n)
+	for _, r := range batch {
+		r.taken = true
+	}
+	d.qmu.Unlock()
+	finish := func(r *request, vers []uint64, err error) {
+		r.vers, r.err = vers, err
+		close(r.done)
+	}
+	if len(batch) == 0 {
+		return
+	}
+	commitBy := batch[0].commitBy
+	for _, r := range batch[1:] {
+		if r.commitBy.Before(commitBy) {
+			commitBy = r.commitBy
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), commitBy)
+	defer cancel()
+	if len(batch) == 1 {
+		vers, err := d.apply(ctx, nil, batch[0].writes)
+		finish(batch[0], vers, err)
+		return
+	}
+	fail := func(err error) {
+		for _, r := range batch {
+			if r.done != nil {
+				finish(r, nil, err)
+			}
+		}
+	}
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	vers := make([][]uint64, len(batch))
+	errs := make([]error, len(batch))
+	for i, r := range batch {
+		several := len(r.writes) > 1
+		if several {
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT memstore_w"); err != nil {
+				fail(err)
+				return
+			}
+		}
+		vers[i], errs[i] = d.apply(ctx, tx, r.writes)
+		switch {
+		case errs[i] == nil:
+		case errors.Is(errs[i], ErrConflict), errors.Is(errs[i], ErrFenced):
+			// This request wrote nothing (a savepoint undoes the writes
+			// of a request of several before its failing one).
+		default:
+			// A real failure: nothing of the group is written.
+			fail(errs[i])
+			return
+		}
+		if several {
+			q := "RELEASE memstore_w"
+			if errs[i] != nil {
+				q = "ROLLBACK TO memstore_w; RELEASE memstore_w"
+			}
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				fail(err)
+				return
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		fail(errors.Join(ErrCommitUnknown, err))
+		return
+	}
+	for i, r := range batch {
+		finish(r, vers[i], errs[i])
+	}
 }
 
 // applyOne runs one row's write statement (on tx, or on its own).
@@ -525,46 +660,57 @@ func notApplied(err error) bool {
 	return strings.HasPrefix(msg, "sql: database is closed") || strings.Contains(msg, "failed to connect to")
 }
 
-// Pending lists up to limit outbox rows created at or before cutoff, oldest
-// first.
-func (d *DB) Pending(ctx context.Context, cutoff time.Time, limit int) ([]OutboxRow, error) {
-	rows, err := d.db.QueryContext(ctx, d.q.pending, d.ns, cutoff.UnixMilli(), limit)
+// Written lists up to limit writes of the namespace after the cursor
+// (after, afterKey) and at or before upto (ms since the epoch), oldest
+// first. The last one listed is the next call's cursor.
+func (d *DB) Written(ctx context.Context, after int64, afterKey string, upto int64, limit int) ([]Written, error) {
+	s, err := d.stmt(ctx, d.q.written)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.QueryContext(ctx, d.ns, after, after, afterKey, upto, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []OutboxRow
+	var out []Written
 	for rows.Next() {
-		var r OutboxRow
-		var ver, created int64
-		if err := rows.Scan(&r.ID, &r.Key, &ver, &r.Token, &created); err != nil {
+		var w Written
+		var ver int64
+		if err := rows.Scan(&w.Key, &ver, &w.Token, &w.At); err != nil {
 			return nil, err
 		}
-		r.Version, r.Created = uint64(ver), time.UnixMilli(created)
-		out = append(out, r)
+		w.Version = uint64(ver)
+		out = append(out, w)
 	}
 	return out, rows.Err()
 }
 
-// DeleteOutbox removes repaired outbox rows.
-func (d *DB) DeleteOutbox(ctx context.Context, rows []OutboxRow) error {
-	if len(rows) == 0 {
-		return nil
+// Reconciled returns how far the namespace's writes have been reconciled
+// (ms since the epoch; found false if never).
+func (d *DB) Reconciled(ctx context.Context) (upto int64, found bool, err error) {
+	row, err := d.queryRow(ctx, nil, d.q.mark, d.ns)
+	if err == nil {
+		err = row.Scan(&upto)
 	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	return upto, err == nil, err
+}
+
+// SetReconciled records that the namespace's writes up to upto have been
+// reconciled. It never moves the mark back.
+func (d *DB) SetReconciled(ctx context.Context, upto int64) error {
 	unlock, err := d.lockWrites(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	tx, err := d.db.BeginTx(ctx, nil)
+	s, err := d.stmt(ctx, d.q.setMark)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
-	for _, r := range rows {
-		if _, err := tx.ExecContext(ctx, d.q.delOutbox, d.ns, r.ID, r.Token); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
+	_, err = s.ExecContext(ctx, d.ns, upto)
+	return err
 }
