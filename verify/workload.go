@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/memstore/memstore/history"
+	"github.com/memstore/memstore/strategies"
 )
 
 // request is one call a client makes; response is what came back, already
@@ -28,6 +29,11 @@ type response struct {
 	// false).
 	ErrKind history.Outcome `json:"errkind,omitempty"`
 	Ready   bool            `json:"ready,omitempty"` // the worker's first line
+
+	// An adapter's answers (exec.go): a get answer that lacked "found",
+	// an inspect answer's snapshot.
+	foundMissing bool
+	snap         *strategies.Snapshot
 }
 
 func (r response) outcome() history.Outcome {
