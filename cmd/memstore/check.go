@@ -88,6 +88,7 @@ type checkFlags struct {
 	json      bool
 	verbose   bool
 	parallel  int
+	more      moreFlags // exec.go, runs.go
 }
 
 func (f *checkFlags) register(fs *flag.FlagSet) {
@@ -105,6 +106,7 @@ func (f *checkFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.json, "json", false, "print the JSON document (the same as result.json) on stdout instead of the table")
 	fs.BoolVar(&f.verbose, "v", false, "verbose: each store's notes and problems on stderr")
 	fs.IntVar(&f.parallel, "parallel", defaultParallel, "stores checked at once, each on a Redis and database of its own (1 with --redis or --db)")
+	f.more.register(fs)
 }
 
 // storeList is the repeatable --store flag.
@@ -186,13 +188,32 @@ func runCheck(ctx context.Context, m *Main, args []string) error {
 	if _, err := m.parseArgs(fs, args, checkHelp, 0); err != nil {
 		return err
 	}
+	if f.more.runs > 1 {
+		return runRepeated(ctx, m, &f, args)
+	}
+	return checkRun(ctx, m, &f, args)
+}
+
+// checkRun is one run of `memstore check` with the flags f.
+func checkRun(ctx context.Context, m *Main, f *checkFlags, args []string) error {
 	cfg, stores, err := f.config()
 	if err != nil {
+		return err
+	}
+	if stores, err = f.more.apply(&cfg, stores, f.stores); err != nil {
 		return err
 	}
 	if err := f.preflight(ctx); err != nil {
 		return err
 	}
+	if f.out, err = f.more.openRunDir(f.out); err != nil {
+		return err
+	}
+	closeLog, err := f.more.openLog(&cfg)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	if f.parallel > 1 && (f.redisURL != "" || f.db != "") {
 		// One server or one database shared by concurrent runs: keep
 		// them apart in time too, so one run's load does not blur another's.
@@ -212,6 +233,7 @@ func runCheck(ctx context.Context, m *Main, args []string) error {
 	prog := newProgress(m.Stderr, len(stores))
 	cfg.Progress = prog.update
 	results, runErr := runStores(ctx, cfg, stores, f.parallel, prog)
+	runErr = execSetupError(runErr)
 	prog.stop()
 	if ctx.Err() != nil {
 		return fmt.Errorf("check interrupted: %w", context.Cause(ctx))
@@ -222,7 +244,7 @@ func runCheck(ctx context.Context, m *Main, args []string) error {
 
 	run := &report.Run{
 		Title:       "memstore check",
-		RequirePass: len(f.stores) > 0 && !slices.Contains(f.stores, "all"),
+		RequirePass: len(f.stores) > 0 && !slices.Contains(f.stores, "all") || cfg.Exec != nil,
 		Command:     "memstore " + strings.Join(append([]string{"check"}, args...), " "),
 		Started:     start,
 		Elapsed:     time.Since(start),
@@ -230,11 +252,16 @@ func runCheck(ctx context.Context, m *Main, args []string) error {
 		Results:     results,
 		Histories:   make(map[string]string),
 	}
+	f.more.last = &runSummary{run: run, dir: f.out}
+	run.Settings = append(run.Settings, f.more.settings(cfg)...)
 	if runErr != nil {
 		run.Notes = append(run.Notes, "some stores could not be run: "+runErr.Error())
 	}
 	run.Notes = append(run.Notes, leftOutNotes(results)...)
 	if err := writeOut(f.out, run); err != nil {
+		return err
+	}
+	if err := f.more.writeExtras(run); err != nil {
 		return err
 	}
 	if f.verbose {
