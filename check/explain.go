@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -336,9 +337,16 @@ func clientName(op *history.Op) string {
 	return fmt.Sprint(op.Client)
 }
 
-// opWords describes an op in a few words: "(client 3 set "v1", ok, 1ms–2ms)".
+// opWords describes an op in a few words: "(client 3 set "v1", ok,
+// 1ms–2ms)", "(client 4 get → "v1", 2ms–3ms)".
 func opWords(op *history.Op) string {
 	what := string(op.Kind)
+	switch {
+	case op.Kind.IsRead() && op.Outcome == history.OK && op.Found:
+		what += fmt.Sprintf(" → %q", op.Out)
+	case op.Kind.IsRead() && op.Outcome == history.OK:
+		what += " → absent"
+	}
 	switch op.Kind {
 	case history.Set:
 		what = fmt.Sprintf("set %q", op.Value)
@@ -357,4 +365,131 @@ func opWords(op *history.Op) string {
 		outcome = ", " + string(op.Outcome)
 	}
 	return fmt.Sprintf("(client %s %s%s, %v–%v)", clientName(op), what, outcome, time.Duration(op.Call), time.Duration(op.Return))
+}
+
+// coreBudget bounds the search for the smallest set of operations that
+// cannot be ordered, per key.
+const coreBudget = 2 * time.Second
+
+// unorderable finds, for a key whose history no order explains and no
+// explainer names, a small set of its operations that alone cannot be
+// ordered: a subhistory that is itself not linearizable, from which no
+// operation can be dropped without it becoming linearizable (when the
+// budget lets the search finish: minimal is then true). It is the
+// counterpart of porcupine's partial linearizations and Knossos' final
+// paths: what a person needs to see the contradiction.
+//
+// Dropping an operation must keep the subhistory an honest witness: every
+// linearization of the whole history must give one of the subhistory. So a
+// read may go alone, a set only with every read of its value, and a delete
+// only with every read that found the key absent; with CAS operations in
+// the key only reads are dropped. Failed operations, and reads that
+// returned no information, are dropped first (the search ignores them).
+func unorderable(ops []*history.Op, o *Options) (core []*history.Op, minimal bool) {
+	var keep []*history.Op
+	hasCAS := false
+	for _, op := range ops {
+		switch {
+		case op.Kind.IsRead() && op.Outcome != history.OK:
+		case op.Kind.IsWrite() && op.Outcome == history.Failed:
+		default:
+			keep = append(keep, op)
+			hasCAS = hasCAS || op.Kind == history.CAS
+		}
+	}
+	deadline := time.Now().Add(min(coreBudget, o.Timeout))
+	illegal := func(sub []*history.Op) bool {
+		km := prepare(sub)
+		lim := o.limits(false)
+		lim.deadline = deadline
+		return linearize(&km, lim).verdict == Illegal
+	}
+	if !illegal(keep) {
+		return nil, false
+	}
+	// closure is what must go with op.
+	closure := func(set []*history.Op, op *history.Op) map[*history.Op]bool {
+		out := map[*history.Op]bool{op: true}
+		switch {
+		case op.Kind.IsRead():
+		case hasCAS:
+			return nil
+		case op.Kind == history.Set:
+			for _, r := range set {
+				if r.Kind.IsRead() && r.Found && r.Out == op.Value {
+					out[r] = true
+				}
+			}
+		case op.Kind == history.Delete:
+			for _, r := range set {
+				if r.Kind.IsRead() && !r.Found {
+					out[r] = true
+				}
+			}
+		}
+		return out
+	}
+	without := func(set []*history.Op, drop map[*history.Op]bool) []*history.Op {
+		out := make([]*history.Op, 0, len(set))
+		for _, op := range set {
+			if !drop[op] {
+				out = append(out, op)
+			}
+		}
+		return out
+	}
+	// Delta debugging: drop chunks, halving their size down to one op,
+	// keeping every drop after which the rest is still illegal.
+	for chunk := max(len(keep)/2, 1); ; chunk = max(chunk/2, 1) {
+		for i := 0; i < len(keep); {
+			if time.Now().After(deadline) {
+				return keep, false
+			}
+			drop := make(map[*history.Op]bool)
+			ok := true
+			for _, op := range keep[i:min(i+chunk, len(keep))] {
+				c := closure(keep, op)
+				if c == nil {
+					ok = false
+					break
+				}
+				for x := range c {
+					drop[x] = true
+				}
+			}
+			if ok {
+				if rest := without(keep, drop); len(rest) < len(keep) && illegal(rest) {
+					keep = rest
+					continue // the same i is now the next chunk
+				}
+			}
+			i += chunk
+		}
+		if chunk == 1 {
+			return keep, !time.Now().After(deadline)
+		}
+	}
+}
+
+// explainUnorderable words a key's unorderable core for a KeyResult.
+func explainUnorderable(ops []*history.Op, o *Options) (ids []int, text string) {
+	core, minimal := unorderable(ops, o)
+	if len(core) == 0 {
+		return nil, ""
+	}
+	sorted := slices.Clone(core)
+	slices.SortFunc(sorted, func(a, b *history.Op) int { return cmp.Compare(a.Call, b.Call) })
+	var b strings.Builder
+	if minimal {
+		fmt.Fprintf(&b, "these %d operations cannot be ordered, and each is needed for that:", len(sorted))
+	} else {
+		fmt.Fprintf(&b, "these %d operations cannot be ordered (the search for fewer ran out of time):", len(sorted))
+	}
+	for _, op := range sorted {
+		ids = append(ids, op.ID)
+		fmt.Fprintf(&b, " op %d %s;", op.ID, opWords(op))
+	}
+	text = strings.TrimSuffix(b.String(), ";")
+	text += ". No order of them, each placed between its call and its return, lets every read return what it did"
+	return ids, text
 }
