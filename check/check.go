@@ -415,6 +415,7 @@ func All(h *history.History, opts *Options) *Report {
 		}
 		lags = append(lags, out.pol...)
 	}
+	annotateMechanisms(h, r.Anomalies)
 	r.Polaris = polarisFrom(lags, o.PolarisDeltas)
 	r.Verdict = worse(r.Verdict, r.Linearizability.Verdict)
 	if len(r.Anomalies) > 0 {

@@ -493,3 +493,129 @@ func explainUnorderable(ops []*history.Op, o *Options) (ids []int, text string) 
 	text += ". No order of them, each placed between its call and its return, lets every read return what it did"
 	return ids, text
 }
+
+// stepKey indexes a history's step events by key and client.
+type stepKey struct {
+	key    string
+	client int
+}
+
+func stepIndex(h *history.History) map[stepKey][]history.Event {
+	idx := make(map[stepKey][]history.Event)
+	for _, ev := range h.Events {
+		if ev.Kind != history.Step {
+			continue
+		}
+		var client int
+		var key string
+		if n, _ := fmt.Sscanf(ev.Detail, "client %d key %s", &client, &key); n != 2 {
+			continue
+		}
+		k := stepKey{key, client}
+		idx[k] = append(idx[k], ev)
+	}
+	for _, evs := range idx {
+		slices.SortFunc(evs, func(a, b history.Event) int { return cmp.Compare(a.Start, b.Start) })
+	}
+	return idx
+}
+
+// stepsOf returns op's step events: those of its client and key within its
+// interval (a client makes one call at a time). Only the engine's own
+// process records steps.
+func stepsOf(idx map[stepKey][]history.Event, op *history.Op) []history.Event {
+	if op.Process != 0 {
+		return nil
+	}
+	var out []history.Event
+	for _, ev := range idx[stepKey{op.Key, op.Client}] {
+		if ev.Start >= op.Call && ev.End <= op.Return {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func firstStep(evs []history.Event, after int64, names ...string) (history.Event, bool) {
+	for _, ev := range evs {
+		if ev.Start >= after && slices.Contains(names, ev.Name) {
+			return ev, true
+		}
+	}
+	return history.Event{}, false
+}
+
+func lastStep(evs []history.Event, names ...string) (history.Event, bool) {
+	for i := len(evs) - 1; i >= 0; i-- {
+		if slices.Contains(names, evs[i].Name) {
+			return evs[i], true
+		}
+	}
+	return history.Event{}, false
+}
+
+// Step names as the stores' hooks report them (memstore.Step; check does
+// not import the store).
+var (
+	stepLoad  = []string{"db.load"}
+	stepWrite = []string{"db.write"}
+	stepFill  = []string{"redis.fill", "redis.set"}
+	stepInval = []string{"redis.del", "redis.begin", "redis.end"}
+)
+
+// annotateMechanisms names, where the history holds step events, how the
+// stale value of each stale read or lost write got into the cache: a fill
+// that read the DB before the newer write committed, and landed after that
+// write's invalidation.
+func annotateMechanisms(h *history.History, anoms []Anomaly) {
+	idx := stepIndex(h)
+	if len(idx) == 0 {
+		return
+	}
+	for i := range anoms {
+		a := &anoms[i]
+		if (a.Kind != StaleRead && a.Kind != LostWrite) || len(a.Ops) < 3 {
+			continue
+		}
+		r, w2 := &h.Ops[a.Ops[len(a.Ops)-1]], &h.Ops[a.Ops[1]]
+		if m := fillMechanism(h, idx, r, w2); m != "" {
+			a.Explanation += ". How: " + m
+		}
+	}
+}
+
+// fillMechanism finds the fill that put r's stale value back in the cache
+// after w2 invalidated it, and words it; "" if the steps show none.
+func fillMechanism(h *history.History, idx map[stepKey][]history.Event, r, w2 *history.Op) string {
+	if !r.Found || !w2.Kind.IsWrite() {
+		return ""
+	}
+	wsteps := stepsOf(idx, w2)
+	commit, ok1 := lastStep(wsteps, stepWrite...)
+	inval, ok2 := lastStep(wsteps, stepInval...)
+	if !ok1 || !ok2 {
+		return ""
+	}
+	var best string
+	var bestFill int64 = -1
+	for i := range h.Ops {
+		f := &h.Ops[i]
+		if f.Key != r.Key || f.Kind != history.Get || f.Outcome != history.OK || !f.Found || f.Out != r.Out || f.Call > r.Return {
+			continue
+		}
+		fsteps := stepsOf(idx, f)
+		load, ok := firstStep(fsteps, f.Call, stepLoad...)
+		if !ok {
+			continue
+		}
+		fill, ok := firstStep(fsteps, load.End, stepFill...)
+		if !ok || load.Start >= commit.End || fill.End <= inval.End || fill.Start > r.Return || fill.End <= bestFill {
+			continue
+		}
+		bestFill = fill.End
+		d := func(t int64) time.Duration { return time.Duration(t) }
+		best = fmt.Sprintf("op %d %s read the DB at %v, before op %d %s committed (its DB write ended at %v), and its cache fill landed at %v, after op %d's invalidation (%s, ended at %v): the fill put the old value %q back in the cache, where op %d found it",
+			f.ID, opWords(f), d(load.Start), w2.ID, opWords(w2), d(commit.End), d(fill.End), w2.ID, inval.Name, d(inval.End), r.Out, r.ID)
+	}
+	return best
+}

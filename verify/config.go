@@ -164,6 +164,14 @@ type Config struct {
 	ReadWindowEvery time.Duration
 	ReadWindow      time.Duration
 
+	// NoSteps leaves the store's steps out of the history. By default
+	// every step an in-process store reports to its Hook (a DB load, a
+	// cache fill, an invalidation) is recorded as a history.Step event,
+	// so that an anomaly's explanation can name the mechanism ("a fill
+	// that read the DB before the write committed landed after its
+	// invalidation").
+	NoSteps bool
+
 	// NoFinalReads leaves out the convergence snapshot and the final reads
 	// (for measuring what they are worth; a real run wants them).
 	NoFinalReads bool

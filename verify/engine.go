@@ -369,7 +369,7 @@ func (e *engine) setup(ctx context.Context) error {
 		if !e.cfg.NoDelay {
 			d = newDelayer(e.cfg.MaxDelay, e.cfg.Seed, uint64(100+i))
 		}
-		o := instanceOptions{hook: hook(d, e.env.loads), migrate: i == 0}
+		o := instanceOptions{hook: hook(d, e.env.loads, e.steps()), migrate: i == 0}
 		if network {
 			p, err := e.newProxy(fmt.Sprintf("redis-instance-%d", i))
 			if err != nil {
@@ -628,7 +628,7 @@ func (e *engine) stampede(ctx context.Context) ([]string, map[string]int) {
 		if !e.cfg.NoDelay {
 			d = newDelayer(e.cfg.MaxDelay, e.cfg.Seed, uint64(200+i))
 		}
-		in, err := e.env.newInstance(ctx, 1000+i, instanceOptions{hook: hook(d, e.env.loads)})
+		in, err := e.env.newInstance(ctx, 1000+i, instanceOptions{hook: hook(d, e.env.loads, e.steps())})
 		if err != nil {
 			e.env.note("stampede: %v (probe skipped)", err)
 			return nil, nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/memstore/memstore"
 	"github.com/memstore/memstore/fault"
+	"github.com/memstore/memstore/history"
 	"github.com/memstore/memstore/memtest"
 	"github.com/memstore/memstore/strategies"
 )
@@ -388,11 +389,16 @@ func (d *delayer) delay(ctx context.Context) {
 }
 
 // hook returns the Hook an instance runs: DB loads counted, delays
-// injected (d may be nil). It never fails a step.
-func hook(d *delayer, loads *loadCounter) memstore.Hook {
+// injected (d may be nil), and each step of a recorded call recorded in
+// steps (nil: not recorded) as a history.Step event. It never fails a
+// step.
+func hook(d *delayer, loads *loadCounter, steps *history.Recorder) memstore.Hook {
 	return func(ctx context.Context, ev memstore.HookEvent) error {
 		if loads != nil && ev.Step == memstore.StepDBLoad && ev.Phase == memstore.Before {
 			loads.add(ev.Key)
+		}
+		if steps != nil {
+			recordStep(ctx, steps, ev)
 		}
 		if d != nil && delayPoint(ev) {
 			d.delay(ctx)

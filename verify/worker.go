@@ -88,7 +88,7 @@ func WorkerMain(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 	}
 	var h memstore.Hook
 	if d != nil {
-		h = hook(d, nil)
+		h = hook(d, nil, nil)
 	}
 	st, err := f.New(ctx, strategies.Config{Redis: rdb, DB: db, Namespace: *ns, TTL: *ttl, Hook: h})
 	if err != nil {

@@ -99,7 +99,7 @@ func (g *gen) next() (history.Kind, string) {
 // client ID and a counter.
 func (e *engine) call(ctx context.Context, t target, client int, r request, final bool) response {
 	p := t.recorder().Begin(client, r.Key, r.Kind, history.Input{Value: r.Value, Final: final})
-	octx, cancel := context.WithTimeout(ctx, e.cfg.OpTimeout)
+	octx, cancel := context.WithTimeout(withStepOp(ctx, client, r.Key), e.cfg.OpTimeout)
 	resp := t.do(octx, r)
 	cancel()
 	out := history.Output{Value: resp.Value, Found: resp.Found}
