@@ -147,6 +147,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	e := &engine{cfg: cfg, env: env, workStop: make(chan struct{}), killRng: newRand(cfg.Seed, 11)}
 	env.onHang, env.clock = e.onHang, e.sinceStart
 	res, err := e.run(ctx)
+	if notes := e.cleanup(ctx); res != nil {
+		res.Notes = append(res.Notes, notes...)
+	}
 	if cerr := env.close(); err == nil && cerr != nil && res != nil {
 		res.Notes = append(res.Notes, "cleanup: "+cerr.Error())
 	}

@@ -86,9 +86,9 @@ func (e *engine) onHang(h Hang) {
 	e.hangMu.Unlock()
 	if h.Action == hangEnded {
 		e.stopWorkload()
-		if first {
-			e.env.note("%s", h.String())
-		}
+	}
+	if first {
+		e.env.note("%s", h.String())
 	}
 }
 
