@@ -102,7 +102,7 @@ func (f *checkFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.skew, "skew", verify.Uniform, "key popularity: uniform or zipf")
 	fs.StringVar(&f.faults, "faults", "", "comma-separated faults, or none (default: every fault this environment can produce: "+strings.Join(verify.FaultNames(), ", ")+")")
 	fs.Int64Var(&f.seed, "seed", 0, "seed of the workload, the delays and the faults' order (default: from the clock; the report names it)")
-	fs.StringVar(&f.out, "out", defaultOut, "directory for report.html, result.json and the histories")
+	fs.StringVar(&f.out, "out", defaultOut, "directory of the runs: each run writes report.html, result.json and the histories into a timestamped directory of its own there, and latest points at the last")
 	fs.BoolVar(&f.json, "json", false, "print the JSON document (the same as result.json) on stdout instead of the table")
 	fs.BoolVar(&f.verbose, "v", false, "verbose: each store's notes and problems on stderr")
 	fs.IntVar(&f.parallel, "parallel", defaultParallel, "stores checked at once, each on a Redis and database of its own (1 with --redis or --db)")

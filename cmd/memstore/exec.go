@@ -34,7 +34,7 @@ type moreFlags struct {
 }
 
 func (m *moreFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&m.exec, "exec", "", "check a store in another program: run `sh -c CMD` once per store instance and speak the exec protocol (docs/exec-protocol.md) on its stdin and stdout; its stderr goes to exec-stderr.log in the run's directory")
+	fs.StringVar(&m.exec, "exec", "", "check a store in another program: run `CMD` with sh -c once per store instance and speak the exec protocol (docs/exec-protocol.md) on its stdin and stdout; its stderr goes to exec-stderr.log in the run's directory")
 	fs.StringVar(&m.execName, "exec-name", "", "the --exec store's name in the report (default exec)")
 	fs.IntVar(&m.instances, "instances", 0, fmt.Sprintf("store instances per store, the clients spread over them (default %d; with --exec, one adapter per client)", verify.DefaultInstances))
 	fs.DurationVar(&m.opTimeout, "op-timeout", 0, fmt.Sprintf("bound of each call (default %v; %v with --exec). An --exec adapter that does not answer a request within it is recorded as unknown, killed and restarted, and the report says so: a run never hangs", verify.DefaultOpTimeout, defaultExecOpTimeout))
