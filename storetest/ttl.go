@@ -131,7 +131,7 @@ func (c *cacheView) stillCached(ctx context.Context, key, v string) (bool, strin
 	if in, ok := c.st.(Inspector); ok {
 		snap, err := in.Inspect(ctx, key)
 		if err != nil {
-			return false, "", fmt.Errorf("Inspect: %w", err)
+			return false, "", fmt.Errorf("calling Inspect: %w", err)
 		}
 		return snap.Cached && snap.CacheFound && snap.CacheValue == v, "Inspect", nil
 	}
@@ -143,7 +143,7 @@ func (c *cacheView) stillCached(ctx context.Context, key, v string) (bool, strin
 		before := c.loads.Load()
 		for range 2 {
 			if got, err := c.st.Get(ctx, key); err != nil || got != v {
-				return false, "", fmt.Errorf("Get = %s, %v; want %s", show(got), err, show(v))
+				return false, "", fmt.Errorf("a read back: Get = %s, %v; want %s", show(got), err, show(v))
 			}
 		}
 		return c.loads.Load() == before, "the DB loads reported to Env.Hook", nil

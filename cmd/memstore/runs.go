@@ -68,15 +68,14 @@ func runRepeated(ctx context.Context, m *Main, f *checkFlags, args []string) err
 		base = time.Now().UnixNano() % 1_000_000
 	}
 	type tally struct {
-		name               string
-		expectPass         bool
-		caught, passed, ok int
-		runs               int
+		name           string
+		expectPass     bool
+		caught, passed int
+		runs           int
 	}
 	var order []*tally
 	byName := make(map[string]*tally)
 	var failedRuns []int64
-	var dirs []string
 	for i := range n {
 		g := *f
 		g.seed = base + int64(i)
@@ -95,7 +94,6 @@ func runRepeated(ctx context.Context, m *Main, f *checkFlags, args []string) err
 		if g.more.last == nil {
 			continue
 		}
-		dirs = append(dirs, g.more.last.dir)
 		for _, r := range g.more.last.run.Results {
 			t := byName[r.Store]
 			if t == nil {
