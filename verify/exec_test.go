@@ -192,7 +192,7 @@ func (l *testLog) Write(p []byte) (int, error) {
 // is caught, by the search and by an explainer that names the stale read.
 func TestExecCatchesCacheAside(t *testing.T) {
 	t.Parallel()
-	r := run(t, verify.Config{Exec: execConfig(t, "write-db-delete-cache"), Seed: 1, Ops: 2000, Duration: 4 * time.Second,
+	r := run(t, verify.Config{Exec: execConfig(t, "write-db-delete-cache"), Seed: 1, Ops: 2000, Duration: 15 * time.Second,
 		Faults: []string{"none"}, Quiet: 200 * time.Millisecond, Clients: 6})
 	if !r.ExpectPass || !r.Caught() {
 		t.Fatalf("write-db-delete-cache behind an adapter was not caught: %s", r.Summary())
