@@ -109,11 +109,14 @@ func (w *execWire) has(f string) bool {
 
 func (w *execWire) handshake(ctx context.Context, out io.Writer, in *bufio.Reader) error {
 	line, _ := json.Marshal(execRequest{ID: 0, Op: "init", Protocol: ExecProtocol})
-	if _, err := out.Write(append(line, '\n')); err != nil {
-		return fmt.Errorf("writing the init request: %v", err)
-	}
+	// An adapter that exits at once may close its stdin before the
+	// request is written: what it printed still says why.
+	_, werr := out.Write(append(line, '\n'))
 	reply, err := in.ReadBytes('\n')
 	if err != nil && len(bytes.TrimSpace(reply)) == 0 {
+		if werr != nil {
+			err = werr
+		}
 		return fmt.Errorf("no answer to %s (the adapter exited or closed its stdout: %v)", line, err)
 	}
 	var r execReply
