@@ -8,7 +8,7 @@ PKGS        ?= ./...
 ARGS        ?=
 BENCH_ARGS  ?=
 
-.PHONY: all deps test test-short lint fmt fmt-check vet staticcheck run demo bench chromium screenshots
+.PHONY: all deps test test-short test-examples bin/memstore lint fmt fmt-check vet staticcheck run demo bench chromium screenshots
 
 all: test
 
@@ -19,6 +19,17 @@ deps:
 # detector against real servers.
 test: deps lint
 	$(GO) test -race -timeout 25m $(PKGS)
+	$(MAKE) test-examples
+
+# The --exec example the way a Python team runs it: its own pytest suite
+# runs the built memstore command on its adapter (examples/python).
+# examples/go-exec is a package of this module, run by go test above.
+test-examples: deps bin/memstore
+	cd examples/python && MEMSTORE_BIN=$(CURDIR)/bin/memstore PYTHONDONTWRITEBYTECODE=1 \
+		/usr/bin/python3 -m pytest -q -p no:cacheprovider .
+
+bin/memstore:
+	$(GO) build -o bin/memstore ./cmd/memstore
 
 # Without the race detector: a quicker loop while editing.
 test-short: deps
@@ -43,8 +54,7 @@ fmt:
 # strategy; the table on stdout, the report in memstore-out/. Pass flags
 # with ARGS="..." (memstore check -h lists them). Built, not `go run`, so
 # that the exit status is the command's own (0, 1 or 2).
-run: deps
-	$(GO) build -o bin/memstore ./cmd/memstore
+run: deps bin/memstore
 	./bin/memstore check $(ARGS)
 
 # The thirty-second pitch: the stale read of the naive store, and none in

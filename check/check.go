@@ -192,6 +192,10 @@ type KeyResult struct {
 	// Anomalies counts the explainers' findings on the key (filled in by
 	// All).
 	Anomalies int `json:"anomalies"`
+	// Culprits are, for an Illegal key no explainer explains, the IDs of a
+	// smallest set of its operations that cannot be ordered (All; Reason
+	// walks through them).
+	Culprits []int `json:"culprits,omitempty"`
 }
 
 // LinearizabilityResult is the per-key linearizability check of a history.
@@ -389,6 +393,14 @@ func All(h *history.History, opts *Options) *Report {
 		kr, _, _ := checkKey(keys[i], ops, &o)
 		anoms, counts := explainKey(keys[i], ops, writers, o.MaxAnomaliesPerKey)
 		reconcile(&kr, counts)
+		if kr.Verdict == Illegal && kr.Anomalies == 0 {
+			// No explainer names the culprits: show the operations
+			// that cannot be ordered.
+			var text string
+			if kr.Culprits, text = explainUnorderable(ops, &o); text != "" {
+				kr.Reason += "; " + text
+			}
+		}
 		outs[i] = keyOut{kr: kr, anoms: anoms, counts: counts, pol: polarisKey(ops)}
 	})
 	var lags []writeLag
@@ -403,6 +415,7 @@ func All(h *history.History, opts *Options) *Report {
 		}
 		lags = append(lags, out.pol...)
 	}
+	annotateMechanisms(h, r.Anomalies)
 	r.Polaris = polarisFrom(lags, o.PolarisDeltas)
 	r.Verdict = worse(r.Verdict, r.Linearizability.Verdict)
 	if len(r.Anomalies) > 0 {

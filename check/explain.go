@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -336,9 +337,16 @@ func clientName(op *history.Op) string {
 	return fmt.Sprint(op.Client)
 }
 
-// opWords describes an op in a few words: "(client 3 set "v1", ok, 1ms–2ms)".
+// opWords describes an op in a few words: "(client 3 set "v1", ok,
+// 1ms–2ms)", "(client 4 get → "v1", 2ms–3ms)".
 func opWords(op *history.Op) string {
 	what := string(op.Kind)
+	switch {
+	case op.Kind.IsRead() && op.Outcome == history.OK && op.Found:
+		what += fmt.Sprintf(" → %q", op.Out)
+	case op.Kind.IsRead() && op.Outcome == history.OK:
+		what += " → absent"
+	}
 	switch op.Kind {
 	case history.Set:
 		what = fmt.Sprintf("set %q", op.Value)
@@ -357,4 +365,257 @@ func opWords(op *history.Op) string {
 		outcome = ", " + string(op.Outcome)
 	}
 	return fmt.Sprintf("(client %s %s%s, %v–%v)", clientName(op), what, outcome, time.Duration(op.Call), time.Duration(op.Return))
+}
+
+// coreBudget bounds the search for the smallest set of operations that
+// cannot be ordered, per key.
+const coreBudget = 2 * time.Second
+
+// unorderable finds, for a key whose history no order explains and no
+// explainer names, a small set of its operations that alone cannot be
+// ordered: a subhistory that is itself not linearizable, from which no
+// operation can be dropped without it becoming linearizable (when the
+// budget lets the search finish: minimal is then true). It is the
+// counterpart of porcupine's partial linearizations and Knossos' final
+// paths: what a person needs to see the contradiction.
+//
+// Dropping an operation must keep the subhistory an honest witness: every
+// linearization of the whole history must give one of the subhistory. So a
+// read may go alone, a set only with every read of its value, and a delete
+// only with every read that found the key absent; with CAS operations in
+// the key only reads are dropped. Failed operations, and reads that
+// returned no information, are dropped first (the search ignores them).
+func unorderable(ops []*history.Op, o *Options) (core []*history.Op, minimal bool) {
+	var keep []*history.Op
+	hasCAS := false
+	for _, op := range ops {
+		switch {
+		case op.Kind.IsRead() && op.Outcome != history.OK:
+		case op.Kind.IsWrite() && op.Outcome == history.Failed:
+		default:
+			keep = append(keep, op)
+			hasCAS = hasCAS || op.Kind == history.CAS
+		}
+	}
+	deadline := time.Now().Add(min(coreBudget, o.Timeout))
+	illegal := func(sub []*history.Op) bool {
+		km := prepare(sub)
+		lim := o.limits(false)
+		lim.deadline = deadline
+		return linearize(&km, lim).verdict == Illegal
+	}
+	if !illegal(keep) {
+		return nil, false
+	}
+	// closure is what must go with op.
+	closure := func(set []*history.Op, op *history.Op) map[*history.Op]bool {
+		out := map[*history.Op]bool{op: true}
+		switch {
+		case op.Kind.IsRead():
+		case hasCAS:
+			return nil
+		case op.Kind == history.Set:
+			for _, r := range set {
+				if r.Kind.IsRead() && r.Found && r.Out == op.Value {
+					out[r] = true
+				}
+			}
+		case op.Kind == history.Delete:
+			for _, r := range set {
+				if r.Kind.IsRead() && !r.Found {
+					out[r] = true
+				}
+			}
+		}
+		return out
+	}
+	without := func(set []*history.Op, drop map[*history.Op]bool) []*history.Op {
+		out := make([]*history.Op, 0, len(set))
+		for _, op := range set {
+			if !drop[op] {
+				out = append(out, op)
+			}
+		}
+		return out
+	}
+	// Delta debugging: drop chunks, halving their size down to one op,
+	// keeping every drop after which the rest is still illegal.
+	for chunk := max(len(keep)/2, 1); ; chunk = max(chunk/2, 1) {
+		for i := 0; i < len(keep); {
+			if time.Now().After(deadline) {
+				return keep, false
+			}
+			drop := make(map[*history.Op]bool)
+			ok := true
+			for _, op := range keep[i:min(i+chunk, len(keep))] {
+				c := closure(keep, op)
+				if c == nil {
+					ok = false
+					break
+				}
+				for x := range c {
+					drop[x] = true
+				}
+			}
+			if ok {
+				if rest := without(keep, drop); len(rest) < len(keep) && illegal(rest) {
+					keep = rest
+					continue // the same i is now the next chunk
+				}
+			}
+			i += chunk
+		}
+		if chunk == 1 {
+			return keep, !time.Now().After(deadline)
+		}
+	}
+}
+
+// explainUnorderable words a key's unorderable core for a KeyResult.
+func explainUnorderable(ops []*history.Op, o *Options) (ids []int, text string) {
+	core, minimal := unorderable(ops, o)
+	if len(core) == 0 {
+		return nil, ""
+	}
+	sorted := slices.Clone(core)
+	slices.SortFunc(sorted, func(a, b *history.Op) int { return cmp.Compare(a.Call, b.Call) })
+	var b strings.Builder
+	if minimal {
+		fmt.Fprintf(&b, "these %d operations cannot be ordered, and each is needed for that:", len(sorted))
+	} else {
+		fmt.Fprintf(&b, "these %d operations cannot be ordered (the search for fewer ran out of time):", len(sorted))
+	}
+	for _, op := range sorted {
+		ids = append(ids, op.ID)
+		fmt.Fprintf(&b, " op %d %s;", op.ID, opWords(op))
+	}
+	text = strings.TrimSuffix(b.String(), ";")
+	text += ". No order of them, each placed between its call and its return, lets every read return what it did"
+	return ids, text
+}
+
+// stepKey indexes a history's step events by key and client.
+type stepKey struct {
+	key    string
+	client int
+}
+
+func stepIndex(h *history.History) map[stepKey][]history.Event {
+	idx := make(map[stepKey][]history.Event)
+	for _, ev := range h.Events {
+		if ev.Kind != history.Step {
+			continue
+		}
+		var client int
+		var key string
+		if n, _ := fmt.Sscanf(ev.Detail, "client %d key %s", &client, &key); n != 2 {
+			continue
+		}
+		k := stepKey{key, client}
+		idx[k] = append(idx[k], ev)
+	}
+	for _, evs := range idx {
+		slices.SortFunc(evs, func(a, b history.Event) int { return cmp.Compare(a.Start, b.Start) })
+	}
+	return idx
+}
+
+// stepsOf returns op's step events: those of its client and key within its
+// interval (a client makes one call at a time). Only the engine's own
+// process records steps.
+func stepsOf(idx map[stepKey][]history.Event, op *history.Op) []history.Event {
+	if op.Process != 0 {
+		return nil
+	}
+	var out []history.Event
+	for _, ev := range idx[stepKey{op.Key, op.Client}] {
+		if ev.Start >= op.Call && ev.End <= op.Return {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func firstStep(evs []history.Event, after int64, names ...string) (history.Event, bool) {
+	for _, ev := range evs {
+		if ev.Start >= after && slices.Contains(names, ev.Name) {
+			return ev, true
+		}
+	}
+	return history.Event{}, false
+}
+
+func lastStep(evs []history.Event, names ...string) (history.Event, bool) {
+	for i := len(evs) - 1; i >= 0; i-- {
+		if slices.Contains(names, evs[i].Name) {
+			return evs[i], true
+		}
+	}
+	return history.Event{}, false
+}
+
+// Step names as the stores' hooks report them (memstore.Step; check does
+// not import the store).
+var (
+	stepLoad  = []string{"db.load"}
+	stepWrite = []string{"db.write"}
+	stepFill  = []string{"redis.fill", "redis.set"}
+	stepInval = []string{"redis.del", "redis.begin", "redis.end"}
+)
+
+// annotateMechanisms names, where the history holds step events, how the
+// stale value of each stale read or lost write got into the cache: a fill
+// that read the DB before the newer write committed, and landed after that
+// write's invalidation.
+func annotateMechanisms(h *history.History, anoms []Anomaly) {
+	idx := stepIndex(h)
+	if len(idx) == 0 {
+		return
+	}
+	for i := range anoms {
+		a := &anoms[i]
+		if (a.Kind != StaleRead && a.Kind != LostWrite) || len(a.Ops) < 3 {
+			continue
+		}
+		r, w2 := &h.Ops[a.Ops[len(a.Ops)-1]], &h.Ops[a.Ops[1]]
+		if m := fillMechanism(h, idx, r, w2); m != "" {
+			a.Explanation += ". How: " + m
+		}
+	}
+}
+
+// fillMechanism finds the fill that put r's stale value back in the cache
+// after w2 invalidated it, and words it; "" if the steps show none.
+func fillMechanism(h *history.History, idx map[stepKey][]history.Event, r, w2 *history.Op) string {
+	if !r.Found || !w2.Kind.IsWrite() {
+		return ""
+	}
+	wsteps := stepsOf(idx, w2)
+	commit, ok1 := lastStep(wsteps, stepWrite...)
+	inval, ok2 := lastStep(wsteps, stepInval...)
+	if !ok1 || !ok2 {
+		return ""
+	}
+	var best string
+	var bestFill int64 = -1
+	for i := range h.Ops {
+		f := &h.Ops[i]
+		if f.Key != r.Key || f.Kind != history.Get || f.Outcome != history.OK || !f.Found || f.Out != r.Out || f.Call > r.Return {
+			continue
+		}
+		fsteps := stepsOf(idx, f)
+		load, ok := firstStep(fsteps, f.Call, stepLoad...)
+		if !ok {
+			continue
+		}
+		fill, ok := firstStep(fsteps, load.End, stepFill...)
+		if !ok || load.Start >= commit.End || fill.End <= inval.End || fill.Start > r.Return || fill.End <= bestFill {
+			continue
+		}
+		bestFill = fill.End
+		d := func(t int64) time.Duration { return time.Duration(t) }
+		best = fmt.Sprintf("op %d %s read the DB at %v, before op %d %s committed (its DB write ended at %v), and its cache fill landed at %v, after op %d's invalidation (%s, ended at %v): the fill put the old value %q back in the cache, where op %d found it",
+			f.ID, opWords(f), d(load.Start), w2.ID, opWords(w2), d(commit.End), d(fill.End), w2.ID, inval.Name, d(inval.End), r.Out, r.ID)
+	}
+	return best
 }

@@ -1,6 +1,8 @@
 package check
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,4 +105,49 @@ func TestExplainCapsListButCountsAll(t *testing.T) {
 	if len(anoms) != 1 || counts[StaleRead] != 3 {
 		t.Errorf("listed %d, counted %v; want 1 listed and 3 stale reads counted", len(anoms), counts)
 	}
+}
+
+// A violation no explainer names: two concurrent sets, then reads that see
+// a, b, a. The key is Illegal, and the reason shows the smallest set of
+// operations that cannot be ordered, with their values and times, out of a
+// history padded with operations that have nothing to do with it.
+func TestUnorderableCore(t *testing.T) {
+	var ops []history.Op
+	for i := range 20 { // earlier traffic, all in order
+		ops = append(ops, set(9, "k", fmt.Sprintf("p%d", i), int64(i*10), int64(i*10+2)), get(8, "k", fmt.Sprintf("p%d", i), int64(i*10+3), int64(i*10+4)))
+	}
+	base := int64(1000)
+	first := len(ops)
+	ops = append(ops,
+		set(1, "k", "a", base, base+10),      // first
+		set(2, "k", "b", base, base+10),      // first+1
+		get(3, "k", "a", base+11, base+12),   // first+2: needed by nothing
+		get(4, "k", "b", base+13, base+14),   // first+3
+		get(5, "k", "a", base+15, base+16),   // first+4
+		getAbsent(6, "other", base, base+20), // another key
+	)
+	h := mustValid(t, hist(ops...))
+	rep := All(h, nil)
+	if len(rep.Anomalies) != 0 {
+		t.Fatalf("an explainer found %v; this test wants a violation none of them names", rep.Anomalies)
+	}
+	var kr KeyResult
+	for _, k := range rep.Linearizability.Keys {
+		if k.Key == "k" {
+			kr = k
+		}
+	}
+	if kr.Verdict != Illegal {
+		t.Fatalf("key k: %s, want illegal", kr.Verdict)
+	}
+	// Either "a then b" or "b then a" among the reads, with both sets.
+	if want1, want2 := []int{first, first + 1, first + 2, first + 3}, []int{first, first + 1, first + 3, first + 4}; !slices.Equal(kr.Culprits, want1) && !slices.Equal(kr.Culprits, want2) {
+		t.Errorf("culprits %v, want %v or %v", kr.Culprits, want1, want2)
+	}
+	for _, w := range []string{"these 4 operations cannot be ordered, and each is needed", `set "a"`, `set "b"`, `get → "b"`, `get → "a"`, "1µs–1.01µs"} {
+		if !strings.Contains(kr.Reason, w) {
+			t.Errorf("reason %q lacks %q", kr.Reason, w)
+		}
+	}
+	t.Log(kr.Reason)
 }

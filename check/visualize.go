@@ -128,8 +128,8 @@ func Visualize(w io.Writer, h *history.History, key string, opts *Options) error
 
 	var notes []porcupine.Annotation
 	for _, ev := range h.Events {
-		if ev.End < from || ev.Start > end+1 {
-			continue
+		if ev.End < from || ev.Start > end+1 || ev.Kind == history.Step {
+			continue // steps would bury the timeline
 		}
 		color := "#dde4ee"
 		if ev.Kind == history.Fault {

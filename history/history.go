@@ -118,6 +118,11 @@ const (
 	Fault EventKind = "fault"
 	// Phase: a phase of the run (warm-up, workload, heal, quiet, final).
 	Phase EventKind = "phase"
+	// Step: one I/O step of a store call, seen through the store's hooks
+	// (memstore.Step names, "db.load", "redis.fill", ...), from before the
+	// step to after it. Detail is "client C key K" (the call is the op of
+	// process 0 by that client on that key whose interval holds the step).
+	Step EventKind = "step"
 )
 
 // Event is an interval of the run that reports mark, such as a fault window.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what memstore's tests and command need on Debian: redis-server and
-# PostgreSQL. Idempotent, and fast when everything is present (no apt at
+# Installs what memstore's tests and command need on Debian: redis-server,
+# PostgreSQL, and Debian's python3 with python3-redis and python3-pytest for
+# the example adapter of `memstore check --exec` (examples/python). Idempotent, and fast when everything is present (no apt at
 # all). As root it installs with apt-get; otherwise it prints the command to
 # run and fails.
 #
@@ -9,7 +10,7 @@
 # kept from starting, or stopped and disabled after the install.
 set -euo pipefail
 
-INSTALL_CMD="sudo apt-get install -y redis-server postgresql"
+INSTALL_CMD="sudo apt-get install -y redis-server postgresql python3 python3-redis python3-pytest"
 
 # pg_bin prints the newest PostgreSQL bin dir holding initdb and postgres:
 # PATH first, then /usr/lib/postgresql/*/bin, where Debian keeps them (the
@@ -32,13 +33,22 @@ pg_bin() {
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 pg_bin >/dev/null || missing+=(postgresql)
+# The Python example runs on Debian's interpreter, whatever python3 comes
+# first on PATH, with Debian's packages (PyPI is not needed).
+for mod in redis:python3-redis pytest:python3-pytest; do
+	if [ ! -x /usr/bin/python3 ]; then
+		missing+=(python3 "${mod#*:}")
+	elif ! /usr/bin/python3 -c "import ${mod%%:*}" >/dev/null 2>&1; then
+		missing+=("${mod#*:}")
+	fi
+done
 # As root, PostgreSQL runs as the postgres system user, which the package creates.
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
 	[[ " ${missing[*]} " == *" postgresql "* ]] || missing+=(postgresql)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-	echo "deps: ok: $(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-) redis-server, PostgreSQL in $(pg_bin)"
+	echo "deps: ok: $(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-) redis-server, PostgreSQL in $(pg_bin), /usr/bin/python3 with redis and pytest"
 	exit 0
 fi
 
@@ -75,4 +85,5 @@ done
 
 command -v redis-server >/dev/null 2>&1 || { echo "deps: redis-server still missing after install" >&2; exit 1; }
 dir=$(pg_bin) || { echo "deps: initdb/postgres not found in PATH or /usr/lib/postgresql/*/bin after install" >&2; exit 1; }
+/usr/bin/python3 -c "import redis, pytest" || { echo "deps: /usr/bin/python3 cannot import redis and pytest after install" >&2; exit 1; }
 echo "deps: ok: redis-server and PostgreSQL installed (PostgreSQL binaries in $dir)"

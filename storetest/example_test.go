@@ -12,7 +12,9 @@ import (
 )
 
 // kvStore is a store written outside the memstore packages: it keeps every
-// value in the database and caches nothing. Slow, but linearizable, so it
+// value in the database and caches nothing. Its SQL uses $n placeholders,
+// which SQLite and PostgreSQL both accept, so it runs on both halves of
+// the suite. Slow, but linearizable, so it
 // passes the suite. It reports its DB reads to the suite's hook, which is
 // how the stampede subtest counts them.
 type kvStore struct {
@@ -23,8 +25,12 @@ type kvStore struct {
 
 func newKVStore(ctx context.Context, env storetest.Env) (storetest.Store, error) {
 	if env.Migrate {
+		blob := "BLOB"
+		if env.Dialect == "postgres" {
+			blob = "BYTEA"
+		}
 		if _, err := env.DB.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS example_kv (
-  ns TEXT NOT NULL, k TEXT NOT NULL, v BLOB NOT NULL, PRIMARY KEY (ns, k))`); err != nil {
+  ns TEXT NOT NULL, k TEXT NOT NULL, v `+blob+` NOT NULL, PRIMARY KEY (ns, k))`); err != nil {
 			return nil, err
 		}
 	}
@@ -41,7 +47,7 @@ func (s *kvStore) Get(ctx context.Context, key string) (string, error) {
 		_ = s.hook(ctx, memstore.HookEvent{Step: memstore.StepDBLoad, Phase: memstore.Before, Key: key})
 	}
 	var v []byte
-	err := s.db.QueryRowContext(ctx, `SELECT v FROM example_kv WHERE ns = ? AND k = ?`, s.ns, key).Scan(&v)
+	err := s.db.QueryRowContext(ctx, `SELECT v FROM example_kv WHERE ns = $1 AND k = $2`, s.ns, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", memstore.ErrNotFound
 	}
@@ -52,7 +58,7 @@ func (s *kvStore) Set(ctx context.Context, key, value string) error {
 	if key == "" {
 		return errEmptyKey
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO example_kv (ns, k, v) VALUES (?, ?, ?)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO example_kv (ns, k, v) VALUES ($1, $2, $3)
 ON CONFLICT (ns, k) DO UPDATE SET v = excluded.v`, s.ns, key, []byte(value))
 	return err
 }
@@ -61,7 +67,7 @@ func (s *kvStore) Delete(ctx context.Context, key string) error {
 	if key == "" {
 		return errEmptyKey
 	}
-	_, err := s.db.ExecContext(ctx, `DELETE FROM example_kv WHERE ns = ? AND k = ?`, s.ns, key)
+	_, err := s.db.ExecContext(ctx, `DELETE FROM example_kv WHERE ns = $1 AND k = $2`, s.ns, key)
 	return err
 }
 

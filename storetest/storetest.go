@@ -15,13 +15,23 @@
 //		})
 //	}
 //
-// The suite starts a private redis-server and a SQLite database itself
-// (package memtest), and checks exact round trips of awkward values,
-// deletes and misses, TTLs that bound memory but not correctness, bad
-// input, convergence of cache and DB after concurrent writes, a stampede on
-// a cold key, and linearizability per key under a concurrent workload, with
-// no fault and with each fault of package verify in turn. Check runs the
-// same subtests outside a test and returns every problem at once.
+// Run runs every subtest twice, on SQLite and on PostgreSQL (a harness
+// opts out of PostgreSQL with Harness.SkipPostgres and a reason), each
+// subtest in parallel with the others on a private redis-server and a
+// database of its own (package memtest), so that a fault one subtest
+// injects (Redis killed, flushed) reaches no other. It checks exact round
+// trips of awkward values, deletes and misses, TTLs (honoured: an entry
+// gone once its short TTL passed, a TTL of seconds still cached; and
+// bounding memory, not correctness), bad input, convergence of cache and
+// DB after concurrent writes, a stampede on a cold key, and
+// linearizability per key under a concurrent workload, with no fault and
+// with each fault of package verify in turn. Check runs the same subtests
+// outside a test, one after another on SQLite, and returns every problem
+// at once.
+//
+// A failing workload's history is saved where it can be found after the
+// run (Harness.HistoryDir; else go test -artifacts' directory; else a
+// directory under os.TempDir() that is kept), and the failure says where.
 //
 // A store that can drop a key's cache entry implements Evicter; one that
 // can show both tiers of a key implements Inspector; one that must release
@@ -34,8 +44,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,6 +90,13 @@ type Inspector interface {
 }
 
 // Snapshot is one key's state in both tiers (see strategies.Snapshot).
+//
+// Cached means what a reader would be served from the cache: a value, or a
+// cached "not found". An entry that readers pass over (expired by the
+// store's own clock, a lease or lock marker, a tombstone that sends reads
+// to the DB) is not cached, whatever Redis holds. Reporting such an entry
+// as cached makes the convergence checks fire falsely; reporting a served
+// entry as not cached hides a stale cache from them.
 type Snapshot = strategies.Snapshot
 
 // Env is what a store instance is built over. Every instance the suite asks
@@ -87,8 +106,15 @@ type Env struct {
 	// Redis is a client of the suite's redis-server, with short timeouts
 	// and ContextTimeoutEnabled set.
 	Redis redis.UniversalClient
-	// DB is the suite's database (SQLite).
+	// RedisAddr is the host:port Redis is reached at, and RedisURL the
+	// same as redis://host:port/db, for stores that dial by address (a
+	// proxy's under the network faults: use these, not the server's).
+	RedisAddr string
+	RedisURL  string
+	// DB is the suite's database: SQLite or PostgreSQL (Dialect).
 	DB *sql.DB
+	// Dialect is "sqlite" or "postgres".
+	Dialect string
 	// Namespace must scope every Redis key and DB row the instance uses.
 	Namespace string
 	// Hook, if the store supports hooks (like memstore.Options.Hook),
@@ -120,6 +146,23 @@ type Harness struct {
 	Nemeses []fault.Nemesis
 	// Duration of each workload. Default 1s.
 	Duration time.Duration
+	// Clients is the number of concurrent clients of each workload, and
+	// Instances the number of store instances they are spread over
+	// (verify.Config). Whether instances are shared decides what a
+	// workload can see: one shared instance exercises in-process sharing
+	// (a shared connection, a singleflight), many instances the races
+	// between processes. Defaults: verify's (8 clients over 3 instances).
+	Clients   int
+	Instances int
+	// SkipPostgres, if set, is why the store cannot run on PostgreSQL:
+	// Run then skips the PostgreSQL half with that reason. Default: both
+	// halves run.
+	SkipPostgres string
+	// SkipStampede, if set, is why the store cannot report its DB loads
+	// (no hook): the stampede subtest is skipped with that reason. By
+	// default a stampede subtest that sees no DB load fails, since a
+	// measurement that saw nothing proves nothing.
+	SkipStampede string
 	// MaxColdLoads, when positive, is the most DB loads the stampede
 	// subtest accepts per cold key (memstore makes exactly 1). Zero only
 	// reports the count.
@@ -128,10 +171,12 @@ type Harness struct {
 	Seed int64
 	// Logf receives Check's reports (Run logs with t.Logf). Default: none.
 	Logf func(format string, args ...any)
-	// HistoryDir, if set, is where Check saves the history of every
-	// workload that failed, as JSON lines (history.Write), for `memstore
-	// check` or check.All to read again. Run saves them in each subtest's
-	// t.ArtifactDir() (kept with go test -artifacts).
+	// HistoryDir, if set, is where Run and Check save the history of
+	// every workload that failed, as JSON lines (history.Write), for
+	// `memstore check-history` or check.All to read again; it is created
+	// if need be. Default: with go test -artifacts, each subtest's
+	// t.ArtifactDir(); otherwise (and for Check) a directory under
+	// os.TempDir() that is kept after the run. The failure names the file.
 	HistoryDir string
 }
 
@@ -159,33 +204,90 @@ func FromFactory(f strategies.Factory) Harness {
 	}
 }
 
-// Run runs the suite as subtests of t. Each subtest reports what it found
-// with t.Error, all problems at once; counts (stampede loads) are logged.
+// redisAddr is the address a client dials, and its redis:// URL.
+func redisAddr(c redis.UniversalClient) (addr, url string) {
+	rc, ok := c.(*redis.Client)
+	if !ok {
+		return "", ""
+	}
+	o := rc.Options()
+	u := "redis://"
+	if o.Password != "" {
+		u += neturl.UserPassword(o.Username, o.Password).String() + "@"
+	}
+	return o.Addr, fmt.Sprintf("%s%s/%d", u, o.Addr, o.DB)
+}
+
+// Run runs the suite as subtests of t: "sqlite/<subtest>" and
+// "postgres/<subtest>", each in parallel with the others on a private
+// redis-server and a database of its own. Each subtest reports what it
+// found with t.Error, all problems at once; counts (stampede loads) are
+// logged.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	if err := h.validate(); err != nil {
 		t.Fatal(err)
 	}
-	rs := memtest.RedisWith(t, &memtest.RedisOptions{Private: true})
-	s := &suite{h: h.withDefaults(), rs: rs, dbPath: filepath.Join(t.TempDir(), "storetest.db")}
-	for _, st := range s.subtests() {
-		t.Run(st.name, func(t *testing.T) {
-			s.historyDir = t.ArtifactDir
-			if err := st.run(t.Context(), s, t.Logf); err != nil {
-				if errors.Is(err, errSkip) {
-					t.Skip(strings.TrimPrefix(err.Error(), errSkip.Error()+": "))
-				}
-				t.Error(err)
+	h = h.withDefaults()
+	for _, dialect := range []string{dialectSQLite, dialectPostgres} {
+		t.Run(dialect, func(t *testing.T) {
+			if dialect == dialectPostgres && h.SkipPostgres != "" {
+				t.Skip("the harness opts out of PostgreSQL: " + h.SkipPostgres)
+			}
+			t.Parallel()
+			for _, st := range subtests(h) {
+				t.Run(st.name, func(t *testing.T) {
+					t.Parallel()
+					s := &suite{h: h, rs: memtest.RedisWith(t, &memtest.RedisOptions{Private: true}), dialect: dialect}
+					if dialect == dialectPostgres {
+						s.dbArg = memtest.Postgres(t).DSN()
+					} else {
+						s.dbArg = filepath.Join(t.TempDir(), "storetest.db")
+					}
+					s.historyDir = func() (string, error) { return testHistoryDir(t, h) }
+					if err := st.run(t.Context(), s, t.Logf); err != nil {
+						if errors.Is(err, errSkip) {
+							t.Skip(strings.TrimPrefix(err.Error(), errSkip.Error()+": "))
+						}
+						t.Error(err)
+					}
+				})
 			}
 		})
 	}
 }
 
+const (
+	dialectSQLite   = "sqlite"
+	dialectPostgres = "postgres"
+)
+
+// testHistoryDir is where Run keeps a subtest's failing histories: the
+// harness's directory, go test -artifacts' (its -outputdir made first:
+// testing does not create it), or one under os.TempDir() that is kept.
+func testHistoryDir(t *testing.T, h Harness) (string, error) {
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	if h.HistoryDir != "" {
+		dir := filepath.Join(h.HistoryDir, name)
+		return dir, os.MkdirAll(dir, 0o755)
+	}
+	if f := flag.Lookup("test.artifacts"); f != nil && f.Value.String() == "true" {
+		if out := flag.Lookup("test.outputdir"); out != nil && out.Value.String() != "" {
+			if err := os.MkdirAll(out.Value.String(), 0o755); err != nil {
+				return "", err
+			}
+		}
+		return t.ArtifactDir(), nil
+	}
+	dir := filepath.Join(os.TempDir(), "storetest-histories", name+"-"+time.Now().Format("20060102T150405"))
+	return dir, os.MkdirAll(dir, 0o755)
+}
+
 // Check runs the suite outside a test, starting its own redis-server and
 // SQLite database in a temporary directory, and returns every problem
 // found, each prefixed with its subtest's name, joined with errors.Join.
-// Nil means the store passed. Harness.Logf, if set, receives what Run
-// would log.
+// Nil means the store passed. The subtests run one after another, all on
+// SQLite. Harness.Logf, if set, receives what Run would log.
 func Check(ctx context.Context, h Harness) error {
 	if err := h.validate(); err != nil {
 		return err
@@ -204,12 +306,17 @@ func Check(ctx context.Context, h Harness) error {
 		return err
 	}
 	defer rs.Close()
-	s := &suite{h: h.withDefaults(), rs: rs, dbPath: filepath.Join(dir, "storetest.db")}
-	if h.HistoryDir != "" {
-		s.historyDir = func() string { return h.HistoryDir }
+	h = h.withDefaults()
+	s := &suite{h: h, rs: rs, dialect: dialectSQLite, dbArg: filepath.Join(dir, "storetest.db")}
+	s.historyDir = func() (string, error) {
+		d := h.HistoryDir
+		if d == "" {
+			d = filepath.Join(os.TempDir(), "storetest-histories", h.Name+"-"+time.Now().Format("20060102T150405"))
+		}
+		return d, os.MkdirAll(d, 0o755)
 	}
 	var errs []error
-	for _, st := range s.subtests() {
+	for _, st := range subtests(h) {
 		if err := st.run(ctx, s, logf); err != nil {
 			if errors.Is(err, errSkip) {
 				logf("%s: %v", st.name, err)
@@ -277,13 +384,15 @@ func (a adapted) Close() error {
 var _ strategies.Store = adapted{}
 
 // factory turns the harness into the strategies.Factory package verify
-// runs. The store is expected to pass.
-func (h Harness) factory() strategies.Factory {
+// runs, over a database of dialect. The store is expected to pass.
+func (h Harness) factory(dialect string) strategies.Factory {
 	return strategies.Factory{
 		Name:       h.Name,
 		ExpectPass: true,
 		New: func(ctx context.Context, c strategies.Config) (strategies.Store, error) {
-			st, err := h.New(ctx, Env{Redis: c.Redis, DB: c.DB, Namespace: c.Namespace, Hook: c.Hook, TTL: c.TTL, Migrate: c.Migrate})
+			env := Env{Redis: c.Redis, DB: c.DB, Dialect: dialect, Namespace: c.Namespace, Hook: c.Hook, TTL: c.TTL, Migrate: c.Migrate}
+			env.RedisAddr, env.RedisURL = redisAddr(c.Redis)
+			st, err := h.New(ctx, env)
 			if err != nil {
 				return nil, err
 			}

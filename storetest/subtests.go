@@ -23,34 +23,48 @@ import (
 	"github.com/memstore/memstore/verify"
 )
 
-// suite is the shared state of one run of the suite: one redis-server, one
-// database file; every subtest works in a namespace of its own.
+// suite is what subtests run on: one redis-server, one database (a SQLite
+// file or a PostgreSQL database); every subtest works in a namespace of
+// its own. Run gives each subtest a suite of its own, Check shares one.
 type suite struct {
-	h      Harness
-	rs     *memtest.RedisServer
-	dbPath string
-	seq    atomic.Int64
-	dbOnce sync.Once
-	dbErr  error
-	// historyDir names where to save failing histories; nil: nowhere.
-	historyDir func() string
+	h       Harness
+	rs      *memtest.RedisServer
+	dialect string // dialectSQLite or dialectPostgres
+	dbArg   string // the SQLite path or the postgres:// URL
+	seq     atomic.Int64
+	dbOnce  sync.Once
+	dbErr   error
+	// historyDir names where to save failing histories, creating it;
+	// nil: nowhere.
+	historyDir func() (string, error)
 }
 
-// keep saves a failing run's history and says where.
-func (s *suite) keep(logf func(string, ...any), r *verify.Result, name string) {
+// keep saves a failing run's history and returns where, or why it could
+// not.
+func (s *suite) keep(r *verify.Result, name string) string {
 	if s.historyDir == nil || r.History == nil {
-		return
+		return ""
 	}
-	path := filepath.Join(s.historyDir(), strings.ReplaceAll(name, "/", "_")+".history.jsonl")
+	dir, err := s.historyDir()
+	if err != nil {
+		return "; the history could not be saved: " + err.Error()
+	}
+	path := filepath.Join(dir, strings.NewReplacer("/", "_", "+", "_").Replace(name)+".history.jsonl")
 	f, err := os.Create(path)
 	if err == nil {
 		err = errors.Join(history.Write(f, r.History), f.Close())
 	}
 	if err != nil {
-		logf("saving the history: %v", err)
-		return
+		return "; the history could not be saved: " + err.Error()
 	}
-	logf("history saved in %s", path)
+	msg := "; history saved in " + path + " (memstore check-history " + path + ")"
+	if name, dump := r.GoroutineDump(); name != "" {
+		dpath := filepath.Join(dir, name)
+		if err := os.WriteFile(dpath, []byte(dump), 0o644); err == nil {
+			msg += "; every goroutine's stack when the call hung: " + dpath
+		}
+	}
+	return msg
 }
 
 type subtest struct {
@@ -58,20 +72,21 @@ type subtest struct {
 	run  func(ctx context.Context, s *suite, logf func(string, ...any)) error
 }
 
-func (s *suite) subtests() []subtest {
+func subtests(h Harness) []subtest {
 	sts := []subtest{
 		{"round-trip", roundTrip},
 		{"delete", deleteThenGet},
 		{"not-found", notFound},
 		{"bad-input", badInput},
 		{"ttl", ttlBoundsMemoryOnly},
+		{"ttl-honoured", ttlHonoured},
 		{"convergence", convergence},
 		{"stampede", stampede},
 		{"linearizability", func(ctx context.Context, s *suite, logf func(string, ...any)) error {
 			return s.verify(ctx, logf, []string{"none"}, nil)
 		}},
 	}
-	for _, f := range s.h.Faults {
+	for _, f := range h.Faults {
 		if f == "none" {
 			continue
 		}
@@ -79,7 +94,7 @@ func (s *suite) subtests() []subtest {
 			return s.verify(ctx, logf, []string{f}, nil)
 		}})
 	}
-	for _, n := range s.h.Nemeses {
+	for _, n := range h.Nemeses {
 		sts = append(sts, subtest{"fault/" + n.Name(), func(ctx context.Context, s *suite, logf func(string, ...any)) error {
 			return s.verify(ctx, logf, []string{"none"}, n)
 		}})
@@ -91,16 +106,23 @@ func (s *suite) subtests() []subtest {
 // its own Redis client and DB handle. close releases them.
 func (s *suite) instances(ctx context.Context, n int, hook memstore.Hook, ttl time.Duration) (sts []Store, close func(), err error) {
 	s.dbOnce.Do(func() {
+		if s.dialect != dialectSQLite {
+			return
+		}
 		// Create the file in WAL mode before the handles open it.
 		var db *sql.DB
-		if db, s.dbErr = memtest.OpenSQLite(s.dbPath); s.dbErr == nil {
+		if db, s.dbErr = memtest.OpenSQLite(s.dbArg); s.dbErr == nil {
 			db.Close()
 		}
 	})
 	if s.dbErr != nil {
 		return nil, nil, s.dbErr
 	}
-	ns := fmt.Sprintf("storetest-%d", s.seq.Add(1))
+	return s.instancesIn(ctx, fmt.Sprintf("storetest-%d", s.seq.Add(1)), n, hook, ttl)
+}
+
+// instancesIn opens n instances of the store in namespace ns.
+func (s *suite) instancesIn(ctx context.Context, ns string, n int, hook memstore.Hook, ttl time.Duration) (sts []Store, close func(), err error) {
 	var closers []func()
 	close = func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -108,19 +130,30 @@ func (s *suite) instances(ctx context.Context, n int, hook memstore.Hook, ttl ti
 		}
 	}
 	for i := range n {
-		rdb := redis.NewClient(s.redisOptions())
-		db, err := sql.Open("sqlite", memtest.SQLiteDSN(s.dbPath))
+		ro := s.redisOptions()
+		rdb := redis.NewClient(ro)
+		var db *sql.DB
+		if s.dialect == dialectPostgres {
+			db, err = sql.Open("pgx", s.dbArg)
+		} else {
+			db, err = sql.Open("sqlite", memtest.SQLiteDSN(s.dbArg))
+		}
 		if err != nil {
 			rdb.Close()
 			close()
 			return nil, nil, err
 		}
-		// One connection per instance: SQLite has one writer at a time,
-		// and a connection that finds the lock taken sleeps in SQLite's
-		// busy handler; a Go queue is kinder to a loaded machine.
-		db.SetMaxOpenConns(1)
+		if s.dialect == dialectSQLite {
+			// One connection per instance: SQLite has one writer at a
+			// time, and a connection that finds the lock taken sleeps in
+			// SQLite's busy handler; a Go queue is kinder to a loaded
+			// machine.
+			db.SetMaxOpenConns(1)
+		}
 		closers = append(closers, func() { rdb.Close(); db.Close() })
-		st, err := s.h.New(ctx, Env{Redis: rdb, DB: db, Namespace: ns, Hook: hook, TTL: ttl, Migrate: i == 0})
+		env := Env{Redis: rdb, DB: db, Dialect: s.dialect, Namespace: ns, Hook: hook, TTL: ttl, Migrate: i == 0}
+		env.RedisAddr, env.RedisURL = redisAddr(rdb)
+		st, err := s.h.New(ctx, env)
 		if err != nil {
 			close()
 			return nil, nil, fmt.Errorf("harness New: %w", err)
@@ -150,12 +183,14 @@ func (s *suite) redisOptions() *redis.Options {
 // reported, not judged: the stampede subtest does that, without faults.
 func (s *suite) verify(ctx context.Context, logf func(string, ...any), faults []string, n fault.Nemesis) error {
 	cfg := verify.Config{
-		Store:    s.h.factory(),
-		Redis:    s.rs,
-		DB:       s.dbPath,
-		Duration: s.h.Duration,
-		Seed:     s.h.Seed,
-		Faults:   faults,
+		Store:     s.h.factory(s.dialect),
+		Redis:     s.rs,
+		DB:        s.dbArg,
+		Clients:   s.h.Clients,
+		Instances: s.h.Instances,
+		Duration:  s.h.Duration,
+		Seed:      s.h.Seed,
+		Faults:    faults,
 		// The workload's own faults come one at a time here: hold each
 		// for a good part of the run.
 		FaultGap:  150 * time.Millisecond,
@@ -176,12 +211,15 @@ func (s *suite) verify(ctx context.Context, logf func(string, ...any), faults []
 	if r.Passed() {
 		return nil
 	}
-	s.keep(logf, r, r.Store+"-"+strings.Join(faults, "+"))
+	name := r.Store + "-" + s.dialect + "-" + strings.Join(faults, "+")
+	if n != nil {
+		name += "-" + n.Name()
+	}
 	msg := "problems: " + strings.Join(r.Problems(), "; ")
 	if fired := r.Fired(); len(fired) > 0 {
 		msg = "checks fired: " + strings.Join(fired, ", ") + "; " + msg
 	}
-	return errors.New(msg)
+	return errors.New(msg + s.keep(r, name))
 }
 
 // Values is the table of awkward values every store must return exactly,
@@ -473,6 +511,9 @@ func stampede(ctx context.Context, s *suite, logf func(string, ...any)) error {
 		}
 		return nil
 	}
+	if s.h.SkipStampede != "" {
+		return fmt.Errorf("%w: the harness opts out: %s", errSkip, s.h.SkipStampede)
+	}
 	sts, closeAll, err := s.instances(ctx, 3, hook, 0)
 	if err != nil {
 		return err
@@ -518,10 +559,12 @@ func stampede(ctx context.Context, s *suite, logf func(string, ...any)) error {
 	close(gate)
 	wg.Wait()
 	n := int(loads.Load())
-	switch {
-	case n == 0:
-		logf("stampede: the store reports no DB loads through Env.Hook; not measured")
-	default:
+	if n == 0 {
+		// Every Get of a cold key must read the DB at least once: seeing
+		// none means the loads were not reported, and a measurement that
+		// saw nothing proves nothing.
+		errs = append(errs, fmt.Errorf("%d concurrent Gets of a cold key, and the store reported no DB load through Env.Hook (memstore.StepDBLoad, Before): install the hook, or set Harness.SkipStampede with the reason", readers))
+	} else {
 		logf("stampede: %d concurrent Gets of a cold key across %d instances made %d DB loads", readers, len(sts), n)
 	}
 	if max := s.h.MaxColdLoads; max > 0 && n > max {

@@ -35,7 +35,7 @@ type Store interface {
 // Snapshot is one key's state in both tiers. Value fields hold the decoded
 // value (the user's string), so tiers with different encodings compare.
 type Snapshot struct {
-	Cached      bool   // the cache holds a value or a not-found marker for key
+	Cached      bool   // a reader would be served from the cache: a value, or a cached not-found (an entry readers pass over, such as an expired one, a lease or a tombstone, is not cached)
 	CacheFound  bool   // ... and it says the key exists
 	CacheValue  string // ... with this value
 	DBFound     bool   // the DB has a live row

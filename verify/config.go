@@ -47,8 +47,15 @@ type Progress struct {
 // Config describes one run of the checker against one store. The zero value
 // of every field means its default; Store is required.
 type Config struct {
-	// Store makes the store's instances. Required.
+	// Store makes the store's instances. Required, unless Exec is set.
 	Store strategies.Factory
+	// Exec, when set, is a store in another program, driven over the exec
+	// protocol (docs/exec-protocol.md): one adapter process per instance.
+	// Store then only names it (default Exec.Name) and is expected to
+	// pass. Faults that need the store's own DB connections are left out,
+	// kill-worker kills adapters, and there are no injected delays and no
+	// stampede probe (an adapter has no hooks). Processes must be 0.
+	Exec *Exec
 
 	// Redis is the server to run against. A private server (memtest.Redis,
 	// memtest.StartRedis) allows the process faults (kill, restart, pause,
@@ -74,7 +81,7 @@ type Config struct {
 	// Instances is the number of separate store instances in this process,
 	// each with its own Redis client and DB handle; the clients are spread
 	// over them (and over the worker processes). 1 means every client shares
-	// one instance. Default 3.
+	// one instance. Default 3; with Exec, Clients (an adapter per client).
 	Instances int
 	// Processes is the number of worker processes, each running one store
 	// instance of its own and executing the operations the engine sends it.
@@ -104,8 +111,15 @@ type Config struct {
 	// have come round that many times (each fault once per round), if that
 	// comes before Duration and Ops. Default 0: Duration and Ops alone.
 	FaultRounds int
-	// OpTimeout bounds each operation. Default 2s.
+	// OpTimeout bounds each operation. Default 2s. With Exec it is also
+	// the adapters' watchdog: a request unanswered that long after it was
+	// sent is recorded as unknown, and the adapter is killed and
+	// restarted (a Hang).
 	OpTimeout time.Duration
+	// HangSlack is how long past its context an in-process store call
+	// (or a worker process's) may run before the watchdog reports it as
+	// hung (Result.Hangs) and the run ends. Default DefaultHangSlack.
+	HangSlack time.Duration
 	// Seed makes the run reproducible: the op stream, the keys, the delays'
 	// choices and the faults' order derive from it (timing does not).
 	Seed int64
@@ -152,6 +166,14 @@ type Config struct {
 	NoReadWindows   bool
 	ReadWindowEvery time.Duration
 	ReadWindow      time.Duration
+
+	// NoSteps leaves the store's steps out of the history. By default
+	// every step an in-process store reports to its Hook (a DB load, a
+	// cache fill, an invalidation) is recorded as a history.Step event,
+	// so that an anomaly's explanation can name the mechanism ("a fill
+	// that read the DB before the write committed landed after its
+	// invalidation").
+	NoSteps bool
 
 	// NoFinalReads leaves out the convergence snapshot and the final reads
 	// (for measuring what they are worth; a real run wants them).
@@ -206,6 +228,30 @@ const (
 )
 
 func (c Config) withDefaults() (Config, error) {
+	if c.Exec != nil {
+		switch {
+		case c.Exec.Command == "":
+			return c, errors.New("verify: Config.Exec has no Command")
+		case c.Processes > 0:
+			return c, errors.New("verify: Config.Exec runs adapters, not worker processes: Processes must be 0")
+		}
+		if c.Store.Name == "" {
+			c.Store.Name = c.Exec.Name
+		}
+		if c.Store.Name == "" {
+			c.Store.Name = "exec"
+		}
+		c.Store.ExpectPass = true
+		c.Store.New = func(context.Context, strategies.Config) (strategies.Store, error) {
+			return nil, errors.New("verify: an --exec store is started by the engine")
+		}
+		if c.Instances == 0 {
+			c.Instances = max(c.Clients, 0)
+			if c.Instances == 0 {
+				c.Instances = DefaultClients
+			}
+		}
+	}
 	if c.Store.New == nil {
 		return c, errors.New("verify: Config.Store has no New function")
 	}
@@ -232,6 +278,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.StampedeReaders, DefaultReaders)
 	defd(&c.Duration, DefaultDuration)
 	defd(&c.OpTimeout, DefaultOpTimeout)
+	defd(&c.HangSlack, DefaultHangSlack)
 	defd(&c.FaultHold, DefaultFaultHold)
 	defd(&c.FaultGap, DefaultFaultGap)
 	defd(&c.MaxDelay, DefaultMaxDelay)

@@ -10,6 +10,24 @@
 // and optionally in separate worker processes (see WorkerMain). Every write
 // writes a unique value, so a read names the write it came from.
 //
+// # Stores in other programs, and calls that never return
+//
+// Config.Exec drives a store written in any language through an adapter
+// process per instance that speaks the exec protocol, JSON lines on its
+// stdin and stdout (docs/exec-protocol.md); every check and every fault
+// that can be applied from outside the process applies to it. It has no
+// hooks, so its Redis round trips go through a proxy that delays each
+// request by a random 0 to 4 ms instead (fault.Jitter).
+//
+// Every call the engine makes has a watchdog, so a run never hangs. An
+// adapter or worker process that leaves a request unanswered past
+// OpTimeout (a worker: plus HangSlack) is killed and restarted, the request
+// recorded as unknown. An in-process call that outlives its context by
+// HangSlack is abandoned; since a goroutine cannot be stopped, the run
+// ends there, what was recorded is checked, and Result.Hangs names the
+// call, with a dump of every goroutine (Result.GoroutineDump). Either way
+// the check "hang" fires and the store does not pass.
+//
 // # Seeing races
 //
 // A race between a reader's fill and a writer's invalidation is a window of

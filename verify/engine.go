@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	mrand "math/rand/v2"
+
 	"github.com/memstore/memstore/check"
 	"github.com/memstore/memstore/fault"
 	"github.com/memstore/memstore/history"
@@ -55,6 +57,12 @@ type engine struct {
 	sqlFaults    []*fault.SQLFaults // one per instance, when a DB fault is on
 	workStop     chan struct{}
 	workStopOnce sync.Once
+
+	hangMu sync.Mutex
+	hangs  []Hang // calls that did not return in time
+
+	killMu  sync.Mutex
+	killRng *mrand.Rand // kill-worker's choice of adapter
 }
 
 // local runs calls on an instance in this process.
@@ -77,6 +85,14 @@ func (l *local) do(ctx context.Context, r request) (resp response) {
 		}
 	}()
 	var err error
+	defer func() {
+		// An error that states its outcome (an adapter's) is taken at
+		// its word, for writes; a read's error is always failed.
+		var oe interface{ Outcome() history.Outcome }
+		if err != nil && r.Kind.IsWrite() && errors.As(err, &oe) && resp.ErrKind != "" {
+			resp.ErrKind = oe.Outcome()
+		}
+	}()
 	switch r.Kind {
 	case history.Get:
 		resp.Value, err = l.in.store.Get(ctx, r.Key)
@@ -134,8 +150,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &engine{cfg: cfg, env: env, workStop: make(chan struct{})}
+	e := &engine{cfg: cfg, env: env, workStop: make(chan struct{}), killRng: newRand(cfg.Seed, 11)}
+	env.onHang, env.clock = e.onHang, e.sinceStart
 	res, err := e.run(ctx)
+	if notes := e.cleanup(ctx); res != nil {
+		res.Notes = append(res.Notes, notes...)
+	}
 	if cerr := env.close(); err == nil && cerr != nil && res != nil {
 		res.Notes = append(res.Notes, "cleanup: "+cerr.Error())
 	}
@@ -291,14 +311,25 @@ func (e *engine) run(ctx context.Context) (*Result, error) {
 		return e.interrupted(ctx)
 	}
 
+	// A call that hung in this process ends the run here: the store
+	// holds a goroutine that never returns, and whatever it holds (a
+	// connection, a lock) may hang every later call. What was recorded
+	// is checked.
+	hung := e.hung()
+	if hung {
+		e.env.note("after the hang, the quiet period, convergence, final reads and stampede probe were left out")
+	}
+
 	// 4. Quiet period.
-	ph = e.phaseEvent("quiet")
-	sleepCtx(ctx, cfg.Quiet)
-	ph.End()
+	if !hung {
+		ph = e.phaseEvent("quiet")
+		sleepCtx(ctx, cfg.Quiet)
+		ph.End()
+	}
 
 	// 5. Convergence, through a fresh instance without delays.
 	var snaps []check.KeySnapshot
-	if !cfg.NoFinalReads {
+	if !cfg.NoFinalReads && !hung {
 		ph = e.phaseEvent("convergence")
 		fresh, err := e.env.newInstance(ctx, len(e.instances), instanceOptions{})
 		if ctx.Err() != nil {
@@ -317,10 +348,18 @@ func (e *engine) run(ctx context.Context) (*Result, error) {
 		ph.End()
 	}
 
-	// 7. Stampede probe.
-	ph = e.phaseEvent("stampede")
-	cold, loads := e.stampede(ctx)
-	ph.End()
+	// 7. Stampede probe. An --exec adapter reports no DB loads.
+	var cold []string
+	var loads map[string]int
+	switch {
+	case hung:
+	case cfg.Exec != nil:
+		e.env.note("an --exec adapter reports no DB loads: no stampede probe")
+	default:
+		ph = e.phaseEvent("stampede")
+		cold, loads = e.stampede(ctx)
+		ph.End()
+	}
 	if ctx.Err() != nil {
 		return e.interrupted(ctx)
 	}
@@ -377,13 +416,16 @@ func (e *engine) interrupted(ctx context.Context) (*Result, error) {
 // setup builds the in-process instances and starts the worker processes.
 func (e *engine) setup(ctx context.Context) error {
 	network := slices.ContainsFunc(e.cfg.Faults, isNetworkFault)
-	dbFaults := slices.ContainsFunc(e.cfg.Faults, isDBFault)
+	dbFaults := slices.ContainsFunc(e.cfg.Faults, isDBFault) && e.cfg.Exec == nil
+	if e.cfg.Exec != nil {
+		return e.setupExec(ctx, network)
+	}
 	for i := range e.cfg.Instances {
 		var d *delayer
 		if !e.cfg.NoDelay {
 			d = newDelayer(e.cfg.MaxDelay, e.cfg.Seed, uint64(100+i))
 		}
-		o := instanceOptions{hook: hook(d, e.env.loads), migrate: i == 0}
+		o := instanceOptions{hook: hook(d, e.env.loads, e.steps()), migrate: i == 0}
 		if network {
 			p, err := e.newProxy(fmt.Sprintf("redis-instance-%d", i))
 			if err != nil {
@@ -411,19 +453,17 @@ func (e *engine) setup(ctx context.Context) error {
 	errs := make([]error, e.cfg.Processes)
 	var wg sync.WaitGroup
 	for p := 1; p <= e.cfg.Processes; p++ {
-		w := &worker{e: e, proc: p, rec: history.NewRecorder(
-			history.Header{Store: e.cfg.Store.Name, Seed: e.cfg.Seed, Start: e.start},
-			&history.RecorderOptions{Process: p, Clock: e.clock})}
-		w.redisURL = e.env.redisURL
+		redisURL := e.env.redisURL
 		if network {
 			px, err := e.newProxy(fmt.Sprintf("redis-worker-%d", p))
 			if err != nil {
 				return err
 			}
-			if w.redisURL, err = urlVia(e.env.redisURL, px.Addr()); err != nil {
+			if redisURL, err = urlVia(e.env.redisURL, px.Addr()); err != nil {
 				return err
 			}
 		}
+		w := newWorker(e, p, redisURL)
 		e.workers = append(e.workers, w)
 		wg.Go(func() { errs[p-1] = w.start(ctx) })
 	}
@@ -433,6 +473,52 @@ func (e *engine) setup(ctx context.Context) error {
 			w.stop()
 		}
 		return err
+	}
+	return nil
+}
+
+// setupExec starts the --exec adapters: instance 0 first, so that it may
+// create the schema before any other starts, then the others at once.
+func (e *engine) setupExec(ctx context.Context, network bool) error {
+	// An adapter has no hooks to sleep in: its Redis round trips go
+	// through a proxy that delays each by a random time instead.
+	jitter := !e.cfg.NoDelay
+	opts := make([]instanceOptions, e.cfg.Instances)
+	var proxies []*fault.Proxy
+	for i := range opts {
+		if network || jitter {
+			p, err := e.newProxy(fmt.Sprintf("redis-adapter-%d", i))
+			if err != nil {
+				return err
+			}
+			opts[i].redisAddr = p.Addr()
+			proxies = append(proxies, p)
+		}
+	}
+	if jitter {
+		if err := fault.Jitter(proxies, e.cfg.MaxDelay).Inject(ctx); err != nil {
+			return err
+		}
+	}
+	ins := make([]*instance, e.cfg.Instances)
+	errs := make([]error, e.cfg.Instances)
+	ins[0], errs[0] = e.env.newInstance(ctx, 0, opts[0])
+	if errs[0] == nil {
+		var wg sync.WaitGroup
+		for i := 1; i < len(ins); i++ {
+			wg.Go(func() { ins[i], errs[i] = e.env.newInstance(ctx, i, opts[i]) })
+		}
+		wg.Wait()
+	}
+	if err := errors.Join(errs...); err != nil {
+		if se := new(StartError); errors.As(err, &se) {
+			return fmt.Errorf("%w: %w", ErrExecHandshake, se)
+		}
+		return err
+	}
+	for _, in := range ins {
+		e.instances = append(e.instances, in)
+		e.locals = append(e.locals, &local{in: in, rec: e.rec, outcome: e.cfg.Outcome})
 	}
 	return nil
 }
@@ -473,6 +559,11 @@ func (e *engine) targets() []target {
 func (e *engine) restartWorkers(ctx context.Context) {
 	for _, w := range e.workers {
 		w.waitRestarted(ctx)
+	}
+	for _, in := range e.instances {
+		if in.proc != nil {
+			in.proc.waitRestarted(ctx)
+		}
 	}
 }
 
@@ -593,7 +684,7 @@ func (e *engine) stampede(ctx context.Context) ([]string, map[string]int) {
 		if !e.cfg.NoDelay {
 			d = newDelayer(e.cfg.MaxDelay, e.cfg.Seed, uint64(200+i))
 		}
-		in, err := e.env.newInstance(ctx, 1000+i, instanceOptions{hook: hook(d, e.env.loads)})
+		in, err := e.env.newInstance(ctx, 1000+i, instanceOptions{hook: hook(d, e.env.loads, e.steps())})
 		if err != nil {
 			e.env.note("stampede: %v (probe skipped)", err)
 			return nil, nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/memstore/memstore"
 	"github.com/memstore/memstore/fault"
+	"github.com/memstore/memstore/history"
 	"github.com/memstore/memstore/memtest"
 	"github.com/memstore/memstore/strategies"
 )
@@ -42,6 +43,10 @@ type env struct {
 	namespace string
 	loads     *loadCounter
 
+	// Set by the engine: where the watchdog reports, and its clock.
+	onHang func(Hang)
+	clock  func() time.Duration
+
 	mu      sync.Mutex
 	closers []func() error
 	notes   []string
@@ -51,8 +56,9 @@ type env struct {
 type instance struct {
 	id    int
 	store strategies.Store
-	rdb   redis.UniversalClient
-	db    *sql.DB
+	rdb   redis.UniversalClient // nil for an --exec adapter
+	db    *sql.DB               // nil for an --exec adapter
+	proc  *proc                 // the adapter process of an --exec store; nil otherwise
 }
 
 func (e *env) note(format string, args ...any) {
@@ -223,11 +229,36 @@ type instanceOptions struct {
 	hook      memstore.Hook                           // nil: none
 	migrate   bool                                    // create the schema
 	onClose   func()                                  // extra cleanup
+	onHang    func(Hang)                              // the watchdog's report; nil: noted
+	clock     func() time.Duration                    // since the run's start, for the watchdog
 }
 
 // newInstance builds one store instance with its own Redis client and DB
 // handle.
 func (e *env) newInstance(ctx context.Context, id int, o instanceOptions) (*instance, error) {
+	if o.onHang == nil {
+		o.onHang = e.onHang
+	}
+	if o.onHang == nil {
+		o.onHang = func(h Hang) { e.note("%s", h.String()) }
+	}
+	if o.clock == nil {
+		o.clock = e.clock
+	}
+	if o.clock == nil {
+		start := time.Now()
+		o.clock = func() time.Duration { return time.Since(start) }
+	}
+	if e.cfg.Exec != nil {
+		u := e.redisURL
+		if o.redisAddr != "" {
+			var err error
+			if u, err = urlVia(e.redisURL, o.redisAddr); err != nil {
+				return nil, err
+			}
+		}
+		return e.newExecInstance(ctx, id, u, o)
+	}
 	conn, err := e.connector()
 	if err != nil {
 		return nil, fmt.Errorf("verify: open DB: %w", err)
@@ -262,9 +293,15 @@ func (e *env) newInstance(ctx context.Context, id int, o instanceOptions) (*inst
 		db.Close()
 		return nil, fmt.Errorf("verify: new %s instance: %w", e.cfg.Store.Name, err)
 	}
-	in := &instance{id: id, store: st, rdb: rdb, db: db}
+	// Every call the engine makes goes through the watchdog.
+	w := &watched{st: st, where: fmt.Sprintf("instance %d", id), slack: e.cfg.HangSlack, clock: o.clock, hang: o.onHang}
+	in := &instance{id: id, store: w, rdb: rdb, db: db}
 	e.onClose(func() error {
-		err := st.Close()
+		err := w.Close()
+		if errors.As(err, new(errHung)) {
+			// It may still hold its connections: leave them.
+			return fmt.Errorf("instance %d: Close did not return: %w", id, err)
+		}
 		rdb.Close()
 		db.Close()
 		if o.onClose != nil {
@@ -352,11 +389,16 @@ func (d *delayer) delay(ctx context.Context) {
 }
 
 // hook returns the Hook an instance runs: DB loads counted, delays
-// injected (d may be nil). It never fails a step.
-func hook(d *delayer, loads *loadCounter) memstore.Hook {
+// injected (d may be nil), and each step of a recorded call recorded in
+// steps (nil: not recorded) as a history.Step event. It never fails a
+// step.
+func hook(d *delayer, loads *loadCounter, steps *history.Recorder) memstore.Hook {
 	return func(ctx context.Context, ev memstore.HookEvent) error {
 		if loads != nil && ev.Step == memstore.StepDBLoad && ev.Phase == memstore.Before {
 			loads.add(ev.Key)
+		}
+		if steps != nil {
+			recordStep(ctx, steps, ev)
 		}
 		if d != nil && delayPoint(ev) {
 			d.delay(ctx)

@@ -126,6 +126,14 @@ func (e *engine) nemesis(name string) (fault.Nemesis, string) {
 	if rs != nil && rs.Shared() {
 		noProc = "shared Redis (MEMSTORE_REDIS_URL): process and server-wide faults would hit its other users"
 	}
+	if e.cfg.Exec != nil {
+		if why := execLeftOut(name); why != "" {
+			return nil, why
+		}
+		if name == FaultKillWorker {
+			return &nemesis{name: name, inject: func(context.Context) error { return e.killAdapter() }}, ""
+		}
+	}
 	switch name {
 	case FaultRedisKill:
 		if !e.env.processFaults() {

@@ -15,6 +15,13 @@ import (
 // TestMain makes the test binary a worker process when the engine starts it
 // as one, and stops the PostgreSQL cluster when the tests end.
 func TestMain(m *testing.M) {
+	if name := os.Getenv(envTestAdapter); name != "" {
+		if err := testAdapterMain(name); err != nil {
+			fmt.Fprintln(os.Stderr, "test adapter:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv(verify.EnvWorker) == "1" {
 		args := os.Args[1:]
 		if len(args) > 0 && args[0] == "worker" {

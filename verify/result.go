@@ -55,6 +55,11 @@ type Result struct {
 	// Notes say what the run left out or met on the way (faults the
 	// environment could not produce, cleanup errors).
 	Notes []string `json:"notes"`
+	// Hangs are the store calls that did not return in time (the
+	// watchdog, CheckHang). A run with one does not pass.
+	Hangs []Hang `json:"hangs,omitempty"`
+	// Features are what an --exec adapter announced in its handshake.
+	Features []string `json:"features,omitempty"`
 
 	// Detected says whether a check fired; TimeToDetection is then the
 	// earliest point of the run by which the history proved a violation
@@ -113,6 +118,9 @@ func (r *Result) Fired() []string {
 	}
 	if r.StampedeLimit > 0 && r.Stampede != nil && r.Stampede.Verdict == check.Illegal {
 		out = append(out, CheckStampede)
+	}
+	if len(r.Hangs) > 0 {
+		out = append(out, CheckHang)
 	}
 	return out
 }
@@ -175,6 +183,13 @@ func (r *Result) Problems() []string {
 	}
 	if r.Interrupted {
 		out = append(out, "interrupted before the run finished: only the history so far was checked")
+	}
+	if n := len(r.Hangs); n > 0 {
+		msg := r.Hangs[0].String()
+		if n > 1 {
+			msg = fmt.Sprintf("%d calls hung; first: %s", n, msg)
+		}
+		out = append(out, msg)
 	}
 	if rep.Summary.Outcomes[history.OK] == 0 {
 		out = append(out, "no operation succeeded: nothing was checked")
@@ -247,6 +262,8 @@ func (e *engine) result(h *history.History, snaps []check.KeySnapshot, cold []st
 		Faults:        []history.Event{},
 		Notes:         e.env.getNotes(),
 		LeftOut:       e.leftOut,
+		Hangs:         e.getHangs(),
+		Features:      e.execFeatures(),
 	}
 	if rep.Stampede != nil {
 		r.Stampede = rep.Stampede
@@ -260,7 +277,7 @@ func (e *engine) result(h *history.History, snaps []check.KeySnapshot, cold []st
 		}
 	}
 	r.Latency, r.Series = latencies(h)
-	r.TimeToDetection, r.Detected = detection(h, rep)
+	r.TimeToDetection, r.Detected = detection(h, rep, r.Hangs)
 	r.Elapsed = time.Since(e.start)
 	return r
 }
@@ -320,7 +337,7 @@ func pct(ds []time.Duration, p int) time.Duration {
 
 // detection finds the earliest time by which the history proved a
 // violation.
-func detection(h *history.History, rep *check.Report) (time.Duration, bool) {
+func detection(h *history.History, rep *check.Report, hangs []Hang) (time.Duration, bool) {
 	best := int64(-1)
 	consider := func(t int64) {
 		if best < 0 || t < best {
@@ -348,6 +365,9 @@ func detection(h *history.History, rep *check.Report) (time.Duration, bool) {
 				consider(t)
 			}
 		}
+	}
+	for _, hg := range hangs {
+		consider(int64(hg.At + hg.Waited))
 	}
 	if c := rep.Convergence; c != nil && c.Verdict == check.Illegal {
 		for _, ev := range h.Events {

@@ -81,7 +81,7 @@ func TestDetection(t *testing.T) {
 				// Bounded by operations, with a time cap: a loaded machine
 				// (or -race) makes fewer operations per second, and a
 				// race needs operations to show.
-				r := run(t, verify.Config{Store: f, Redis: rs, Seed: seed, Ops: 2000, Duration: 8 * time.Second, Faults: []string{"none"}, Quiet: 200 * time.Millisecond})
+				r := run(t, verify.Config{Store: f, Redis: rs, Seed: seed, Ops: 2000, Duration: 20 * time.Second, Faults: []string{"none"}, Quiet: 200 * time.Millisecond})
 				if !r.Caught() || !r.OK() {
 					t.Errorf("seed %d: %s was not caught: %s", seed, f.Name, r.Summary())
 					continue

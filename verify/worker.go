@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -14,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -88,7 +88,7 @@ func WorkerMain(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 	}
 	var h memstore.Hook
 	if d != nil {
-		h = hook(d, nil)
+		h = hook(d, nil, nil)
 	}
 	st, err := f.New(ctx, strategies.Config{Redis: rdb, DB: db, Namespace: *ns, TTL: *ttl, Hook: h})
 	if err != nil {
@@ -149,51 +149,36 @@ func openDBArg(arg string) (*sql.DB, error) {
 	return db, err
 }
 
-// worker is the engine's side of one worker process: it sends calls and
-// matches answers. When the process dies unexpectedly (the kill-worker
-// fault), the calls in flight are answered as its death makes them (writes
-// unknown, reads failed) and a new process is started.
+// worker is the engine's side of one worker process: a proc speaking the
+// worker wire, whose clients record into a history of its own (Process).
 type worker struct {
+	*proc
 	e        *engine
-	proc     int // 1, 2, ...
+	procNum  int // 1, 2, ...
 	rec      *history.Recorder
 	redisURL string // the worker's Redis: the server, or a proxy before it
-
-	mu         sync.Mutex
-	cmd        *exec.Cmd
-	stdin      io.WriteCloser
-	alive      bool
-	stopping   bool
-	next       uint64
-	pending    map[uint64]pendingCall
-	done       chan struct{} // closed when the current process's output has ended
-	restarting chan struct{} // closed when the restart after a death is over; nil if none
-	stderr     *tailBuffer
 }
 
-type pendingCall struct {
-	kind history.Kind
-	ch   chan response
-}
-
-func (w *worker) name() string                { return fmt.Sprintf("worker %d", w.proc) }
-func (w *worker) recorder() *history.Recorder { return w.rec }
-
-func (w *worker) isAlive() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.alive
-}
-
-// process is the running process, nil if there is none.
-func (w *worker) process() *os.Process {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.alive || w.cmd == nil {
-		return nil
+func newWorker(e *engine, n int, redisURL string) *worker {
+	w := &worker{e: e, procNum: n, redisURL: redisURL, rec: history.NewRecorder(
+		history.Header{Store: e.cfg.Store.Name, Seed: e.cfg.Seed, Start: e.start},
+		&history.RecorderOptions{Process: n, Clock: e.clock})}
+	w.proc = &proc{
+		name: fmt.Sprintf("worker %d", n),
+		wire: workerWire{},
+		// The worker bounds each call by OpTimeout itself; a call that
+		// outlives that by the slack is hung in the worker's store.
+		watchdog: e.cfg.OpTimeout + e.cfg.HangSlack,
+		onStall:  e.onHang,
+		note:     e.env.note,
+		clock:    e.sinceStart,
 	}
-	return w.cmd.Process
+	w.proc.command = w.command
+	return w
 }
+
+func (w *worker) name() string                { return w.proc.name }
+func (w *worker) recorder() *history.Recorder { return w.rec }
 
 func (w *worker) command() (*exec.Cmd, error) {
 	e := w.e
@@ -204,7 +189,7 @@ func (w *worker) command() (*exec.Cmd, error) {
 		"-ns", e.env.namespace,
 		"-ttl", e.cfg.TTL.String(),
 		"-seed", strconv.FormatInt(e.cfg.Seed, 10),
-		"-process", strconv.Itoa(w.proc),
+		"-process", strconv.Itoa(w.procNum),
 		"-optimeout", e.cfg.OpTimeout.String(),
 	}
 	if !e.cfg.NoDelay {
@@ -222,224 +207,31 @@ func (w *worker) command() (*exec.Cmd, error) {
 		cmd = exec.Command(exe, append([]string{"worker"}, args...)...)
 	}
 	cmd.Env = append(os.Environ(), EnvWorker+"=1")
-	setDeathSignal(cmd)
 	return cmd, nil
 }
 
-// start starts the process and waits for its ready line.
-func (w *worker) start(ctx context.Context) error {
-	cmd, err := w.command()
+// workerWire is the worker protocol of WorkerMain.
+type workerWire struct{}
+
+func (workerWire) handshake(_ context.Context, _ io.Writer, r *bufio.Reader) error {
+	line, err := r.ReadBytes('\n')
 	if err != nil {
-		return err
+		return fmt.Errorf("no ready line (%v)", err)
 	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return err
+	var resp response
+	if err := json.Unmarshal(line, &resp); err != nil || !resp.Ready {
+		return fmt.Errorf("no ready line (got %q)", bytes.TrimSpace(line))
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	stderr := &tailBuffer{max: 4096}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("verify: start worker: %w", err)
-	}
-	dec := json.NewDecoder(bufio.NewReader(stdout))
-	ready := make(chan error, 1)
-	go func() {
-		var r response
-		if err := dec.Decode(&r); err != nil || !r.Ready {
-			ready <- fmt.Errorf("no ready line (%v)", err)
-			return
-		}
-		ready <- nil
-	}()
-	select {
-	case err = <-ready:
-	case <-time.After(15 * time.Second):
-		err = errors.New("no ready line within 15s")
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	if err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return fmt.Errorf("verify: %s: %v; stderr: %s", w.name(), err, stderr.String())
-	}
-	done := make(chan struct{})
-	w.mu.Lock()
-	w.cmd, w.stdin, w.alive, w.done, w.stderr = cmd, stdin, true, done, stderr
-	if w.pending == nil {
-		w.pending = make(map[uint64]pendingCall)
-	}
-	w.mu.Unlock()
-	go w.read(cmd, dec, done)
 	return nil
 }
 
-// read delivers the process's answers until its output ends; then every
-// call still pending is answered as the death of the process mid-call makes
-// it: a write unknown, a read failed. Unless the engine is stopping the
-// worker, a new process is started.
-func (w *worker) read(cmd *exec.Cmd, dec *json.Decoder, done chan struct{}) {
-	defer close(done)
-	for {
-		var r response
-		if err := dec.Decode(&r); err != nil {
-			break
-		}
-		w.mu.Lock()
-		pc, ok := w.pending[r.ID]
-		delete(w.pending, r.ID)
-		w.mu.Unlock()
-		if ok {
-			pc.ch <- r
-		}
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.alive = false
-	for id, pc := range w.pending {
-		pc.ch <- diedResponse(pc.kind)
-		delete(w.pending, id)
-	}
-	if w.stopping {
-		return
-	}
-	restarted := make(chan struct{})
-	w.restarting = restarted
-	go func() {
-		defer close(restarted)
-		_ = cmd.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := w.start(ctx); err != nil {
-			w.e.env.note("%s: restart after its death: %v", w.name(), err)
-		}
-	}()
+func (workerWire) encode(id uint64, r request) ([]byte, error) {
+	r.ID = id
+	return json.Marshal(r)
 }
 
-func diedResponse(kind history.Kind) response {
-	r := response{Err: "worker process died mid-operation", ErrKind: history.Unknown}
-	if kind.IsRead() {
-		r.ErrKind = history.Failed
-	}
-	return r
-}
-
-func (w *worker) do(ctx context.Context, r request) response {
-	w.mu.Lock()
-	if !w.alive {
-		w.mu.Unlock()
-		// Nothing was sent: certainly not applied.
-		return response{Err: "worker process is down", ErrKind: history.Failed}
-	}
-	w.next++
-	r.ID = w.next
-	ch := make(chan response, 1)
-	w.pending[r.ID] = pendingCall{kind: r.Kind, ch: ch}
-	line, _ := json.Marshal(r)
-	_, err := w.stdin.Write(append(line, '\n'))
-	w.mu.Unlock()
-	if err != nil {
-		w.mu.Lock()
-		_, still := w.pending[r.ID]
-		delete(w.pending, r.ID)
-		w.mu.Unlock()
-		if still {
-			return diedResponse(r.Kind)
-		}
-		return <-ch
-	}
-	// The worker bounds the call by the same timeout; allow for the trip.
-	select {
-	case resp := <-ch:
-		return resp
-	case <-ctx.Done():
-	}
-	t := time.NewTimer(time.Second)
-	defer t.Stop()
-	select {
-	case resp := <-ch:
-		return resp
-	case <-t.C:
-	}
-	w.mu.Lock()
-	_, still := w.pending[r.ID]
-	delete(w.pending, r.ID)
-	w.mu.Unlock()
-	if !still {
-		return <-ch
-	}
-	resp := response{Err: "no answer from " + w.name(), ErrKind: history.Unknown}
-	if r.Kind.IsRead() {
-		resp.ErrKind = history.Failed
-	}
-	return resp
-}
-
-// waitRestarted waits until a restart after a death, if one is under way,
-// is over.
-func (w *worker) waitRestarted(ctx context.Context) {
-	w.mu.Lock()
-	ch := w.restarting
-	w.mu.Unlock()
-	if ch == nil {
-		return
-	}
-	select {
-	case <-ch:
-	case <-ctx.Done():
-	}
-}
-
-// stop closes the process's stdin and waits for it to finish its calls and
-// exit; after 5s it kills it. A worker stopped is not restarted.
-func (w *worker) stop() {
-	w.mu.Lock()
-	w.stopping = true
-	ch := w.restarting
-	w.mu.Unlock()
-	if ch != nil {
-		<-ch
-	}
-	w.mu.Lock()
-	cmd, stdin, done := w.cmd, w.stdin, w.done
-	w.cmd = nil
-	w.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	stdin.Close()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-	_ = cmd.Wait()
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append([]byte(nil), t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
+func (workerWire) decode(line []byte) (uint64, response, error) {
+	var r response
+	err := json.Unmarshal(line, &r)
+	return r.ID, r, err
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/memstore/memstore/history"
+	"github.com/memstore/memstore/strategies"
 )
 
 // request is one call a client makes; response is what came back, already
@@ -28,6 +29,11 @@ type response struct {
 	// false).
 	ErrKind history.Outcome `json:"errkind,omitempty"`
 	Ready   bool            `json:"ready,omitempty"` // the worker's first line
+
+	// An adapter's answers (exec.go): a get answer that lacked "found",
+	// an inspect answer's snapshot.
+	foundMissing bool
+	snap         *strategies.Snapshot
 }
 
 func (r response) outcome() history.Outcome {
@@ -94,7 +100,7 @@ func (g *gen) next() (history.Kind, string) {
 func (e *engine) call(ctx context.Context, t target, client int, r request, final bool) response {
 	seq, faulted := e.faultSeq.Load(), e.faulted.Load()
 	p := t.recorder().Begin(client, r.Key, r.Kind, history.Input{Value: r.Value, Final: final})
-	octx, cancel := context.WithTimeout(ctx, e.cfg.OpTimeout)
+	octx, cancel := context.WithTimeout(withStepOp(ctx, client, r.Key), e.cfg.OpTimeout)
 	resp := t.do(octx, r)
 	cancel()
 	out := history.Output{Value: resp.Value, Found: resp.Found}

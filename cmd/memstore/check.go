@@ -88,6 +88,7 @@ type checkFlags struct {
 	json      bool
 	verbose   bool
 	parallel  int
+	more      moreFlags // exec.go, runs.go
 }
 
 func (f *checkFlags) register(fs *flag.FlagSet) {
@@ -101,10 +102,11 @@ func (f *checkFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.skew, "skew", verify.Uniform, "key popularity: uniform or zipf")
 	fs.StringVar(&f.faults, "faults", "", "comma-separated faults, or none (default: every fault this environment can produce: "+strings.Join(verify.FaultNames(), ", ")+")")
 	fs.Int64Var(&f.seed, "seed", 0, "seed of the workload, the delays and the faults' order (default: from the clock; the report names it)")
-	fs.StringVar(&f.out, "out", defaultOut, "directory for report.html, result.json and the histories")
+	fs.StringVar(&f.out, "out", defaultOut, "directory of the runs: each run writes report.html, result.json and the histories into a timestamped directory of its own there, and latest points at the last")
 	fs.BoolVar(&f.json, "json", false, "print the JSON document (the same as result.json) on stdout instead of the table")
 	fs.BoolVar(&f.verbose, "v", false, "verbose: each store's notes and problems on stderr")
 	fs.IntVar(&f.parallel, "parallel", defaultParallel, "stores checked at once, each on a Redis and database of its own (1 with --redis or --db)")
+	f.more.register(fs)
 }
 
 // storeList is the repeatable --store flag.
@@ -186,13 +188,32 @@ func runCheck(ctx context.Context, m *Main, args []string) error {
 	if _, err := m.parseArgs(fs, args, checkHelp, 0); err != nil {
 		return err
 	}
+	if f.more.runs > 1 {
+		return runRepeated(ctx, m, &f, args)
+	}
+	return checkRun(ctx, m, &f, args)
+}
+
+// checkRun is one run of `memstore check` with the flags f.
+func checkRun(ctx context.Context, m *Main, f *checkFlags, args []string) error {
 	cfg, stores, err := f.config()
 	if err != nil {
+		return err
+	}
+	if stores, err = f.more.apply(&cfg, stores, f.stores); err != nil {
 		return err
 	}
 	if err := f.preflight(ctx); err != nil {
 		return err
 	}
+	if f.out, err = f.more.openRunDir(f.out); err != nil {
+		return err
+	}
+	closeLog, err := f.more.openLog(&cfg)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	if f.parallel > 1 && (f.redisURL != "" || f.db != "") {
 		// One server or one database shared by concurrent runs: keep
 		// them apart in time too, so one run's load does not blur another's.
@@ -219,6 +240,7 @@ func runCheck(ctx context.Context, m *Main, args []string) error {
 		prog.say("check: interrupted: healing the faults, checking what was recorded, writing the report (Ctrl-C again to quit at once)")
 	})
 	results, runErr := runStores(ctx, cfg, stores, f.parallel, prog)
+	runErr = execSetupError(runErr)
 	stopWatch()
 	prog.stop()
 	interrupted := ctx.Err() != nil
@@ -228,7 +250,7 @@ func runCheck(ctx context.Context, m *Main, args []string) error {
 
 	run := &report.Run{
 		Title:       "memstore check",
-		RequirePass: len(f.stores) > 0 && !slices.Contains(f.stores, "all"),
+		RequirePass: len(f.stores) > 0 && !slices.Contains(f.stores, "all") || cfg.Exec != nil,
 		Command:     "memstore " + strings.Join(append([]string{"check"}, args...), " "),
 		Started:     start,
 		Elapsed:     time.Since(start),
@@ -238,6 +260,8 @@ func runCheck(ctx context.Context, m *Main, args []string) error {
 		Faults:      cfg.Faults,
 		Interrupted: interrupted,
 	}
+	f.more.last = &runSummary{run: run, dir: f.out}
+	run.Settings = append(run.Settings, f.more.settings(cfg)...)
 	if run.Faults == nil {
 		run.Faults = verify.DefaultFaults()
 	}
@@ -252,6 +276,9 @@ func runCheck(ctx context.Context, m *Main, args []string) error {
 	}
 	run.Notes = append(run.Notes, leftOutNotes(results)...)
 	if err := writeOut(f.out, run); err != nil {
+		return err
+	}
+	if err := f.more.writeExtras(run); err != nil {
 		return err
 	}
 	if f.verbose {

@@ -142,8 +142,9 @@ func TestCheckMemstorePasses(t *testing.T) {
 	if len(s.Faults) == 0 {
 		t.Errorf("no fault was injected: %+v", s)
 	}
+	// Each run has a directory of its own under --out; latest names it.
 	for _, f := range []string{"report.html", "result.json", "histories/memstore.jsonl"} {
-		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+		if _, err := os.Stat(filepath.Join(out, "latest", f)); err != nil {
 			t.Errorf("output: %v", err)
 		}
 	}
@@ -155,7 +156,7 @@ func TestCheckMemstorePasses(t *testing.T) {
 		}
 	}
 	// result.json is the same document.
-	b, err := os.ReadFile(filepath.Join(out, "result.json"))
+	b, err := os.ReadFile(filepath.Join(out, "latest", "result.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +261,7 @@ func TestCheckTable(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d (%v), want 0\n%s%s", code, err, stdout, stderr)
 	}
-	for _, want := range []string{"store", "ops", "linearizable", "stale reads", "lost writes", "converged", "DB loads/cold key", "p50", "p99", "verdict", "db-only", "PASS", "OK: every store passed every check", "report: " + filepath.Join(out, "report.html")} {
+	for _, want := range []string{"store", "ops", "linearizable", "stale reads", "lost writes", "converged", "DB loads/cold key", "p50", "p99", "verdict", "db-only", "PASS", "OK: every store passed every check", "report: " + out + string(filepath.Separator)} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
