@@ -527,7 +527,7 @@ func stampede(ctx context.Context, s *suite, logf func(string, ...any)) error {
 		// every read goes to the DB uncoordinated) must be done for the
 		// key to be cold rather than being written.
 		if err := sy.Sync(ctx); err != nil {
-			return fmt.Errorf("Sync: %w", err)
+			return fmt.Errorf("calling Sync: %w", err)
 		}
 	}
 	ev, ok := sts[0].(Evicter)
