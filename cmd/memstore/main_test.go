@@ -149,7 +149,7 @@ func TestCheckMemstorePasses(t *testing.T) {
 		}
 	}
 	// The report of a passing run, as a person reads it.
-	page := readReport(t, out)
+	page := readReport(t, filepath.Join(out, "latest"))
 	for _, want := range []string{`<div class="verdict good">OK: every store passed every check`, `<span class="badge good">PASS</span>`, "Injected, one at a time:"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("report.html lacks %q", want)
@@ -566,13 +566,13 @@ func TestInterrupt(t *testing.T) {
 	if !strings.HasPrefix(last, "memstore: interrupted: partial report in ") {
 		t.Errorf("last line %q, want the interruption and where the report is", last)
 	}
-	page := readReport(t, out)
+	page := readReport(t, filepath.Join(out, "latest"))
 	for _, want := range []string{`<div class="verdict warn">INTERRUPTED:`, "interrupted during the workload phase"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("report.html lacks %q", want)
 		}
 	}
-	d := parseDocFile(t, filepath.Join(out, "result.json"))
+	d := parseDocFile(t, filepath.Join(out, "latest", "result.json"))
 	if d.OK || !d.Interrupted || len(d.Stores) != 1 || d.Stores[0].Ops == 0 || d.Stores[0].Verdict != report.Interrupted {
 		t.Errorf("result.json: ok %v, interrupted %v, stores %+v; want the partial run, marked interrupted", d.OK, d.Interrupted, d.Stores)
 	}
