@@ -3,6 +3,7 @@ package memstore
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors that callers branch on. Every error returned by a Store
@@ -26,10 +27,9 @@ var (
 	// ErrCodec: the value cannot be encoded so that it reads back exactly,
 	// or stored bytes cannot be decoded.
 	ErrCodec = errors.New("memstore: codec")
-	// ErrCorrupt: a cache entry failed its header or checksum test. The
-	// store drops such entries and reloads; callers see it only in Stats and
-	// logs, or from the database tier when a row itself is corrupt.
-	ErrCorrupt = errors.New("memstore: corrupt entry")
+	// ErrInvalidOption: a call's option is out of range (a negative TTL, or
+	// one under a millisecond). Nothing was written.
+	ErrInvalidOption = errors.New("memstore: invalid option")
 )
 
 // OpError is the error returned by a failing Store call. It names the call
@@ -41,11 +41,21 @@ type OpError struct {
 	Err error
 }
 
+// Error reads "memstore get "user:42": not found": the sentinels' own
+// "memstore: " is not said twice.
 func (e *OpError) Error() string {
-	if e.Key == "" {
-		return fmt.Sprintf("memstore %s: %v", e.Op, e.Err)
+	msg := "<nil>"
+	if e.Err != nil {
+		lines := strings.Split(e.Err.Error(), "\n")
+		for i, l := range lines {
+			lines[i] = strings.TrimPrefix(l, "memstore: ")
+		}
+		msg = strings.Join(lines, "\n")
 	}
-	return fmt.Sprintf("memstore %s %q: %v", e.Op, e.Key, e.Err)
+	if e.Key == "" {
+		return fmt.Sprintf("memstore %s: %s", e.Op, msg)
+	}
+	return fmt.Sprintf("memstore %s %q: %s", e.Op, e.Key, msg)
 }
 
 func (e *OpError) Unwrap() error { return e.Err }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/memstore/memstore"
+	"github.com/memstore/memstore/internal/inspect"
 	"github.com/memstore/memstore/memtest"
 )
 
@@ -217,7 +218,7 @@ func TestReconcileDropsRolledBackValue(t *testing.T) {
 		mustSet(t, s, "k", "old")
 		mustGet(t, s, "k", "old")
 		rdb := e.redis.Client()
-		before, err := rdb.HGetAll(ctx, s.RedisKey("k")).Result()
+		before, err := rdb.HGetAll(ctx, inspect.Key(s.Namespace(), "k")).Result()
 		if err != nil || before["v"] == "" {
 			t.Fatalf("cached entry %v, %v", before, err)
 		}
@@ -232,10 +233,10 @@ func TestReconcileDropsRolledBackValue(t *testing.T) {
 		if err != nil || len(markers) != 1 {
 			t.Fatalf("markers %v, %v", markers, err)
 		}
-		if err := rdb.HDel(ctx, markers[0], "i:"+s.RedisKey("k")).Err(); err != nil {
+		if err := rdb.HDel(ctx, markers[0], "i:"+inspect.Key(s.Namespace(), "k")).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if err := rdb.HSet(ctx, s.RedisKey("k"), "v", before["v"], "ver", before["ver"]).Err(); err != nil {
+		if err := rdb.HSet(ctx, inspect.Key(s.Namespace(), "k"), "v", before["v"], "ver", before["ver"]).Err(); err != nil {
 			t.Fatal(err)
 		}
 		mustGet(t, s, "k", "old") // what a rolled-back replica serves

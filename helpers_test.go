@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/memstore/memstore"
+	"github.com/memstore/memstore/internal/inspect"
 	"github.com/memstore/memstore/memtest"
 )
 
@@ -115,12 +116,12 @@ func storeOn[T any](e *env, rdb redis.UniversalClient, opts *memstore.Options[T]
 // cached returns the raw cache entry of key, if any.
 func cached[T any](t testing.TB, e *env, s *memstore.Store[T], key string) ([]byte, bool) {
 	t.Helper()
-	v, err := e.redis.Client().HGet(context.Background(), s.RedisKey(key), "v").Bytes()
+	v, err := e.redis.Client().HGet(context.Background(), inspect.Key(s.Namespace(), key), "v").Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, false
 	}
 	if err != nil {
-		t.Fatalf("HGET %s: %v", s.RedisKey(key), err)
+		t.Fatalf("HGET %s: %v", inspect.Key(s.Namespace(), key), err)
 	}
 	return v, true
 }

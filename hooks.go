@@ -6,19 +6,17 @@ import "context"
 // once before it runs and once after it.
 type Step string
 
-// The steps of the memstore protocol. Other stores (the reference strategies)
-// use the same names where the step means the same thing.
+// The steps of the memstore protocol, every one fired by the store. Other
+// stores (the reference strategies) use the same names where the step means
+// the same thing, and names of their own for the rest.
 const (
 	StepRedisGet     Step = "redis.get"     // Lua get: hit, or take a fill lease
 	StepRedisFill    Step = "redis.fill"    // Lua fill: install a loaded value under the lease
 	StepRedisBegin   Step = "redis.begin"   // Lua begin: record a write intent, drop value and lease
 	StepRedisEnd     Step = "redis.end"     // Lua end: clear the intent (in the background, after the call returned)
-	StepRedisWait    Step = "redis.wait"    // one poll while waiting for another process's lease
-	StepRedisDel     Step = "redis.del"     // plain cache delete (strategies)
-	StepRedisSet     Step = "redis.set"     // plain cache set (strategies)
+	StepRedisDel     Step = "redis.del"     // drop a cached value (Refresh, a corrupt entry; the strategies' plain delete)
 	StepDBLoad       Step = "db.load"       // read one row
-	StepDBWrite      Step = "db.write"      // the write transaction (row + outbox)
-	StepDBOutbox     Step = "db.outbox"     // delete an outbox row after end
+	StepDBWrite      Step = "db.write"      // the write statement (or transaction): rows, versions, under the fence
 	StepDBFence      Step = "db.fence"      // move a stripe to a new generation after Redis lost its marker
 	StepRedisConfirm Step = "redis.confirm" // record the new generation in the stripe's marker
 )

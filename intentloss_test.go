@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/memstore/memstore"
+	"github.com/memstore/memstore/internal/inspect"
 )
 
 // Redis losing a write's intent must not let a fill of the old row land
@@ -109,7 +110,7 @@ func TestIntentLossEvictKey(t *testing.T) {
 		write := g.pause("w", memstore.StepDBWrite, memstore.Before)
 		w := async(func() error { return s.Set(as("w"), "k", "c7") })
 		write.wait(t)
-		if err := e.redis.Client().Del(ctx, s.RedisKey("k")).Err(); err != nil { // the evicter
+		if err := e.redis.Client().Del(ctx, inspect.Key(s.Namespace(), "k")).Err(); err != nil { // the evicter
 			t.Fatal(err)
 		}
 		rload := g.pause("r", memstore.StepDBLoad, memstore.After)

@@ -1,6 +1,7 @@
 package memstore
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -168,7 +169,16 @@ type setOptions struct {
 }
 
 // WithTTL sets the cache TTL of this entry, kept with the row so every later
-// fill uses it. It does not expire the value itself: the DB keeps it.
+// fill uses it. It does not expire the value itself: the DB keeps it. d is
+// 1ms or more (Redis keeps TTLs in milliseconds); 0 means the store's TTL.
+// Anything else fails the write with ErrInvalidOption, writing nothing.
 func WithTTL(d time.Duration) SetOption {
 	return func(o *setOptions) { o.ttl = d }
+}
+
+func (o setOptions) check() error {
+	if o.ttl < 0 || o.ttl > 0 && o.ttl < time.Millisecond {
+		return fmt.Errorf("%w: WithTTL(%v): a TTL is 0 (the store's) or at least 1ms", ErrInvalidOption, o.ttl)
+	}
+	return nil
 }

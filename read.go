@@ -68,8 +68,11 @@ func (s *Store[T]) Get(ctx context.Context, key string) (T, error) {
 }
 
 // GetVersioned returns the value of key and its row version, for
-// CompareAndSet. A missing key returns ErrNotFound with the version of its
-// tombstone (0 if it never existed).
+// CompareAndSet. A missing key returns an error wrapping ErrNotFound and,
+// still, a version: the one CompareAndSet must be given to create the key.
+// That is 0 for a key that never existed, and the version of its tombstone
+// for a deleted one, so versions keep growing across deletes and a
+// compare-and-set that raced with another create loses.
 func (s *Store[T]) GetVersioned(ctx context.Context, key string) (T, uint64, error) {
 	return s.get(ctx, "get", key)
 }
@@ -345,7 +348,7 @@ func (s *Store[T]) open(raw []byte) (loaded, error) {
 		return loaded{}, err
 	}
 	if h.Format != s.codec.Format() && !h.NotFound {
-		return loaded{}, fmt.Errorf("%w: entry format %d, store codec %d", ErrCorrupt, h.Format, s.codec.Format())
+		return loaded{}, fmt.Errorf("%w: entry format %d, store codec %d", codec.ErrCorrupt, h.Format, s.codec.Format())
 	}
 	return loaded{payload: payload, version: h.Version, found: !h.NotFound, hit: true}, nil
 }

@@ -138,9 +138,6 @@ func (s *Store[T]) Namespace() string { return s.opts.Namespace }
 // Dialect returns the SQL dialect in use.
 func (s *Store[T]) Dialect() Dialect { return s.db.Dialect() }
 
-// RedisKey returns the Redis key that holds key's cache state.
-func (s *Store[T]) RedisKey(key string) string { return s.cache.Key(key) }
-
 // checkKey applies the key rule, the same on every backend: a key is 1 to
 // Options.MaxKeySize bytes of valid UTF-8 without a NUL byte (PostgreSQL's
 // text can hold nothing else).
@@ -331,7 +328,7 @@ func (s *Store[T]) Stats() Stats {
 func (s *Store[T]) count(err error) error {
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrInvalidKey), errors.Is(err, ErrTooLarge):
+	case errors.Is(err, ErrInvalidKey), errors.Is(err, ErrTooLarge), errors.Is(err, ErrInvalidOption):
 		s.st.errInvalid.Add(1)
 	case errors.Is(err, ErrCodec):
 		s.st.errCodec.Add(1)

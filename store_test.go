@@ -13,6 +13,7 @@ import (
 
 	"github.com/memstore/memstore"
 	"github.com/memstore/memstore/codec"
+	"github.com/memstore/memstore/internal/inspect"
 )
 
 type profile struct {
@@ -184,11 +185,11 @@ func TestTTL(t *testing.T) {
 		mustSet(t, s, "long", "v")
 		mustGet(t, s, "short", "v")
 		mustGet(t, s, "long", "v")
-		ttl := e.redis.Client().PTTL(ctx, s.RedisKey("short")).Val()
+		ttl := e.redis.Client().PTTL(ctx, inspect.Key(s.Namespace(), "short")).Val()
 		if ttl <= 0 || ttl > 300*time.Millisecond {
 			t.Fatalf("PTTL of the short entry = %v, want (0, 300ms]", ttl)
 		}
-		if ttl := e.redis.Client().PTTL(ctx, s.RedisKey("long")).Val(); ttl < 59*time.Minute {
+		if ttl := e.redis.Client().PTTL(ctx, inspect.Key(s.Namespace(), "long")).Val(); ttl < 59*time.Minute {
 			t.Fatalf("PTTL of the default entry = %v, want about 1h", ttl)
 		}
 		deadline := time.Now().Add(3 * time.Second)
@@ -224,6 +225,8 @@ func TestBadInput(t *testing.T) {
 			{"inexact value", s.Set(ctx, "nan", math.NaN()), memstore.ErrCodec},
 			{"canceled set", s.Set(canceled, "c", 1), context.Canceled},
 			{"canceled get", func() error { _, err := s.Get(canceled, "c"); return err }(), context.Canceled},
+			{"negative TTL", s.Set(ctx, "ttl", 1, memstore.WithTTL(-time.Second)), memstore.ErrInvalidOption},
+			{"TTL under 1ms", s.Set(ctx, "ttl", 1, memstore.WithTTL(time.Microsecond)), memstore.ErrInvalidOption},
 		}
 		for _, c := range cases {
 			if !errors.Is(c.err, c.want) {
@@ -240,6 +243,14 @@ func TestBadInput(t *testing.T) {
 		}
 		if n, _ := e.redis.Client().DBSize(ctx).Result(); n != 0 {
 			t.Fatalf("Redis keys after bad input: %d, want 0", n)
+		}
+		// Errors read once: the sentinel's "memstore: " is not repeated.
+		_, err := s.Get(ctx, "absent")
+		if got, want := err.Error(), `memstore get "absent": not found`; got != want {
+			t.Errorf("error text %q, want %q", got, want)
+		}
+		if !errors.Is(err, memstore.ErrNotFound) {
+			t.Errorf("errors.Is(%v, ErrNotFound) = false", err)
 		}
 	})
 }
@@ -261,7 +272,7 @@ func TestUndecodableCacheEntry(t *testing.T) {
 			"other codec":      codec.Seal(nil, codec.Header{Format: codec.Bytes().Format(), Version: 1}, []byte(`"lies"`)),
 			"truncated header": raw[:3],
 		} {
-			if err := e.redis.Client().HSet(ctx, s.RedisKey("k"), "v", bad).Err(); err != nil {
+			if err := e.redis.Client().HSet(ctx, inspect.Key(s.Namespace(), "k"), "v", bad).Err(); err != nil {
 				t.Fatal(err)
 			}
 			mustGet(t, s, "k", "truth")

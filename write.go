@@ -94,6 +94,9 @@ func (s *Store[T]) encode(op, key string, v T, opts []SetOption) (sqlstore.Write
 	for _, o := range opts {
 		o(&so)
 	}
+	if err := so.check(); err != nil {
+		return sqlstore.Write{}, &OpError{Op: op, Key: key, Err: err}
+	}
 	b, err := s.codec.Encode(v)
 	if err != nil {
 		return sqlstore.Write{}, &OpError{Op: op, Key: key, Err: errors.Join(ErrCodec, err)}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/memstore/memstore"
 	"github.com/memstore/memstore/benchkit"
+	"github.com/memstore/memstore/strategies"
 )
 
 // ttl is the cache TTL of every peer, memstore's default.
@@ -37,7 +38,7 @@ func goRedisCache(ctx context.Context, env *benchkit.Env) (benchkit.Subject, err
 	ns := env.Namespace("go-redis-cache") + ":"
 	return benchkit.Subject{
 		Name: "go-redis-cache", Kind: benchkit.KindPeer,
-		Open: func(_ context.Context, rdb redis.UniversalClient) (memstore.KV, error) {
+		Open: func(_ context.Context, rdb redis.UniversalClient) (strategies.KV, error) {
 			return &goRedisCacheKV{c: cache.New(&cache.Options{Redis: rdb}), t: t, ns: ns}, nil
 		},
 		DBLoads: t.Loads,
@@ -92,7 +93,7 @@ func rocks(ctx context.Context, env *benchkit.Env, name string, strong bool) (be
 	ns := env.Namespace(name) + ":"
 	return benchkit.Subject{
 		Name: name, Kind: benchkit.KindPeer,
-		Open: func(_ context.Context, rdb redis.UniversalClient) (memstore.KV, error) {
+		Open: func(_ context.Context, rdb redis.UniversalClient) (strategies.KV, error) {
 			o := rockscache.NewDefaultOptions()
 			o.StrongConsistency = strong
 			return &rocksKV{c: rockscache.NewClient(rdb, o), t: t, ns: ns}, nil
@@ -132,6 +133,6 @@ func notFound(err error) error {
 }
 
 var (
-	_ memstore.KV = (*goRedisCacheKV)(nil)
-	_ memstore.KV = (*rocksKV)(nil)
+	_ strategies.KV = (*goRedisCacheKV)(nil)
+	_ strategies.KV = (*rocksKV)(nil)
 )

@@ -14,6 +14,7 @@ import (
 
 	"github.com/memstore/memstore"
 	"github.com/memstore/memstore/codec"
+	"github.com/memstore/memstore/internal/inspect"
 	"github.com/memstore/memstore/strategies"
 )
 
@@ -26,11 +27,11 @@ type Subject struct {
 	// Open returns a new instance of the store over rdb, a Redis client of
 	// its own. The stampede row opens two, as two processes would. If the
 	// instance is an io.Closer, the Env closes it.
-	Open func(ctx context.Context, rdb redis.UniversalClient) (memstore.KV, error)
+	Open func(ctx context.Context, rdb redis.UniversalClient) (strategies.KV, error)
 	// Evict, if set, drops key's cache entry. The rows make a key cold by
 	// writing it with Set, then evicting it: needed only for stores whose
 	// Set fills the cache.
-	Evict func(ctx context.Context, kv memstore.KV, key string) error
+	Evict func(ctx context.Context, kv strategies.KV, key string) error
 	// DBLoads returns how many rows all instances have read from the DB.
 	DBLoads func() int64
 	// Settle, if set, waits for the store's background work after writes
@@ -77,7 +78,7 @@ func SubjectRows(env *Env, s Subject) []Row {
 
 	var (
 		once  sync.Once
-		inst  [2]memstore.KV
+		inst  [2]strategies.KV
 		oerr  error
 		open2 = func(ctx context.Context) error {
 			once.Do(func() {
@@ -342,7 +343,7 @@ func MemstoreSubject(env *Env) Subject {
 	var evictClient redis.UniversalClient
 	return Subject{
 		Name: "memstore", Kind: KindMemstore,
-		Open: func(ctx context.Context, rdb redis.UniversalClient) (memstore.KV, error) {
+		Open: func(ctx context.Context, rdb redis.UniversalClient) (strategies.KV, error) {
 			s, err := newStore(env, rdb, "memstore")
 			if err != nil {
 				return nil, err
@@ -351,7 +352,7 @@ func MemstoreSubject(env *Env) Subject {
 			mu.Lock()
 			stores = append(stores, s)
 			mu.Unlock()
-			return memstore.NewKV(s), nil
+			return strategies.MemstoreKV(s), nil
 		},
 		DBLoads: func() int64 {
 			mu.Lock()
@@ -362,7 +363,7 @@ func MemstoreSubject(env *Env) Subject {
 			}
 			return int64(n)
 		},
-		Evict: func(ctx context.Context, _ memstore.KV, key string) error {
+		Evict: func(ctx context.Context, _ strategies.KV, key string) error {
 			mu.Lock()
 			s := stores[0]
 			if evictClient == nil {
@@ -370,7 +371,7 @@ func MemstoreSubject(env *Env) Subject {
 			}
 			c := evictClient
 			mu.Unlock()
-			return c.Del(ctx, s.RedisKey(key)).Err()
+			return inspect.Evict(ctx, c, s.Namespace(), key)
 		},
 		// A write's end follows its return: Sync waits for the ends of
 		// the writes measured, so the next measurement starts settled.
@@ -403,7 +404,7 @@ func StrategySubject(env *Env, f strategies.Factory) Subject {
 	var migrate sync.Once
 	s := Subject{
 		Name: f.Name, Kind: KindStrategy,
-		Open: func(ctx context.Context, rdb redis.UniversalClient) (memstore.KV, error) {
+		Open: func(ctx context.Context, rdb redis.UniversalClient) (strategies.KV, error) {
 			first := false
 			migrate.Do(func() { first = true })
 			return f.New(ctx, strategies.Config{
@@ -416,7 +417,7 @@ func StrategySubject(env *Env, f strategies.Factory) Subject {
 				},
 			})
 		},
-		Evict: func(ctx context.Context, kv memstore.KV, key string) error {
+		Evict: func(ctx context.Context, kv strategies.KV, key string) error {
 			return kv.(strategies.Store).Evict(ctx, key)
 		},
 		DBLoads: loads.Load,

@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite for cache+DB stores: any
-// implementation of memstore.KV over Redis and a SQL database can run it
+// implementation of strategies.KV over Redis and a SQL database can run it
 // from its own tests, as testing/fstest.TestFS checks a file system.
 //
 // A store author writes a Harness in a few lines, building one instance of
@@ -65,7 +65,7 @@ import (
 
 // Store is one instance of the store under test.
 type Store interface {
-	memstore.KV
+	strategies.KV
 }
 
 // Evicter is implemented by a store that can drop one key's cache entry, as

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/memstore/memstore"
 	"github.com/memstore/memstore/memtest"
 	"github.com/memstore/memstore/strategies"
 )
@@ -29,7 +28,7 @@ func mapTTL(name string, wrong func(time.Duration) (time.Duration, bool)) Harnes
 
 // kvOnly hides a store's Inspect and Evict: the subtest must then see the
 // cache through the DB loads or the Redis keys.
-type kvOnly struct{ memstore.KV }
+type kvOnly struct{ strategies.KV }
 
 func hideInspect(h Harness) Harness {
 	inner := h.New

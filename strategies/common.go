@@ -13,7 +13,9 @@ import (
 	"github.com/memstore/memstore/internal/sqlstore"
 )
 
-var errRedisNil = redis.Nil
+// StepRedisSet is the strategies' plain cache set, a step memstore does
+// not have (it fills only under a lease, StepRedisFill).
+const StepRedisSet memstore.Step = "redis.set"
 
 func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
 
@@ -77,7 +79,7 @@ func (p *plain) cacheGet(ctx context.Context, key string) (v string, found bool,
 }
 
 func (p *plain) cacheSet(ctx context.Context, key, v string) error {
-	return p.step(ctx, memstore.StepRedisSet, key, func() error {
+	return p.step(ctx, StepRedisSet, key, func() error {
 		return p.c.Redis.Set(ctx, p.key(key), v, p.c.TTL).Err()
 	})
 }

@@ -22,7 +22,7 @@ import (
 
 // Store is one instance of a cache+DB store, as the verifier drives it.
 type Store interface {
-	memstore.KV
+	KV
 	// Inspect returns the raw state of key in both tiers, for the
 	// convergence check after healing.
 	Inspect(ctx context.Context, key string) (Snapshot, error)
@@ -31,6 +31,31 @@ type Store interface {
 	// Close releases the instance (not the Redis client or the DB).
 	Close() error
 }
+
+// KV is the string-valued view of a cache+DB store that the verifier, the
+// conformance suite and the benchmarks drive. The reference strategies
+// implement it directly; memstore's Store[string] through MemstoreKV.
+//
+// Errors follow the memstore sentinels: Get returns an error wrapping
+// memstore.ErrNotFound for a missing key; a write error wrapping
+// memstore.ErrOutcomeUnknown (or any error the store cannot rule out as
+// "not applied") leaves the write's outcome unknown.
+type KV interface {
+	Get(ctx context.Context, key string) (string, error)
+	Set(ctx context.Context, key, value string) error
+	Delete(ctx context.Context, key string) error
+}
+
+// MemstoreKV returns the KV view of a string store.
+func MemstoreKV(s *memstore.Store[string]) KV { return memstoreKV{s} }
+
+type memstoreKV struct{ s *memstore.Store[string] }
+
+func (k memstoreKV) Get(ctx context.Context, key string) (string, error) { return k.s.Get(ctx, key) }
+func (k memstoreKV) Set(ctx context.Context, key, value string) error {
+	return k.s.Set(ctx, key, value)
+}
+func (k memstoreKV) Delete(ctx context.Context, key string) error { return k.s.Delete(ctx, key) }
 
 // Snapshot is one key's state in both tiers. Value fields hold the decoded
 // value (the user's string), so tiers with different encodings compare.

@@ -317,7 +317,7 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// DefaultOutcome classifies a call's error the way the memstore.KV contract
+// DefaultOutcome classifies a call's error the way the strategies.KV contract
 // reads:
 //
 //   - nil, or ErrNotFound from a read: OK.

@@ -366,7 +366,7 @@ func delayPoint(ev memstore.HookEvent) bool {
 		return ev.Phase == memstore.After
 	case memstore.StepDBWrite:
 		return true
-	case memstore.StepRedisFill, memstore.StepRedisSet, memstore.StepRedisDel:
+	case memstore.StepRedisFill, strategies.StepRedisSet, memstore.StepRedisDel:
 		return ev.Phase == memstore.Before
 	}
 	return false

@@ -40,7 +40,7 @@ func reorderedSets() (strategies.Factory, func(verify.Progress)) {
 			mu.Unlock()
 			return
 		}
-		if ev.Step != memstore.StepRedisSet {
+		if ev.Step != strategies.StepRedisSet {
 			return
 		}
 		mu.Lock()

@@ -241,12 +241,10 @@ var stepWords = map[memstore.Step]string{
 	memstore.StepRedisFill:  "fill under its lease",
 	memstore.StepRedisBegin: "record an intent",
 	memstore.StepRedisEnd:   "clear the intent",
-	memstore.StepRedisWait:  "wait for another fill",
 	memstore.StepRedisDel:   "delete the cache entry",
-	memstore.StepRedisSet:   "cache the value",
+	strategies.StepRedisSet: "cache the value",
 	memstore.StepDBLoad:     "read the row",
 	memstore.StepDBWrite:    "write the row",
-	memstore.StepDBOutbox:   "clear the outbox",
 }
 
 // race runs requests A, B and C against two instances of f (two

@@ -67,9 +67,12 @@ func New(rdb redis.UniversalClient, ns string, lease time.Duration) *Cache {
 }
 
 // Key returns the Redis key of a logical key's hash.
-func (c *Cache) Key(key string) string {
-	b := make([]byte, 0, len(c.ns)+len(key)+3)
-	b = append(b, c.ns...)
+func (c *Cache) Key(key string) string { return KeyOf(c.ns, key) }
+
+// KeyOf returns the Redis key of a logical key's hash in namespace ns.
+func KeyOf(ns, key string) string {
+	b := make([]byte, 0, len(ns)+len(key)+3)
+	b = append(b, ns...)
 	b = append(b, ':', '{')
 	b = append(b, key...)
 	b = append(b, '}')

@@ -331,6 +331,22 @@ func (d *DB) Load(ctx context.Context, key string) (Row, error) {
 	return r, nil
 }
 
+// ReadRow reads one row of namespace ns on db without a DB of its own (for
+// tools that look at a key now and then; unprepared).
+func ReadRow(ctx context.Context, db *sql.DB, ns, key string) (Row, error) {
+	var r Row
+	var ver, ttl, fmtv int64
+	err := db.QueryRowContext(ctx, Rebind(Detect(db), qLoad), ns, key).Scan(&r.Value, &fmtv, &ver, &ttl, &r.Tombstone)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Row{}, nil
+	}
+	if err != nil {
+		return Row{}, err
+	}
+	r.Found, r.Format, r.Version, r.TTL = true, uint8(fmtv), uint64(ver), time.Duration(ttl)*time.Millisecond
+	return r, nil
+}
+
 // LoadMany reads many rows in one query. Keys without a row are absent from
 // the map.
 func (d *DB) LoadMany(ctx context.Context, keys []string) (map[string]Row, error) {
