@@ -162,36 +162,3 @@ func (s *Store[T]) closeBreaker() {
 		"after", time.Since(b.openedAt).Round(time.Millisecond),
 		"reads_from_db", b.reads.Load(), "writes_refused", b.writes.Load())
 }
-
-// redisCtx is the context of one Redis round trip of a read: ctx, with a
-// deadline of the Redis budget and at most half of what ctx has left.
-func (s *Store[T]) redisCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return s.budgetCtx(ctx, s.opts.RedisBudget)
-}
-
-// writeCtx is batchCtx for the begin of a write of n keys, which has no
-// fallback: Redis gets writeBudgets times as long (at most half of what ctx
-// has left) before the write fails.
-func (s *Store[T]) writeCtx(ctx context.Context, n int) (context.Context, context.CancelFunc) {
-	return s.budgetCtx(ctx, writeBudgets*s.opts.RedisBudget*time.Duration(1+n/50))
-}
-
-// writeBudgets is how many Redis budgets a write's begin may take.
-const writeBudgets = 4
-
-// batchCtx is redisCtx for a pipelined round trip of n commands: a budget,
-// and one more for every 50 commands the server runs and the client parses.
-func (s *Store[T]) batchCtx(ctx context.Context, n int) (context.Context, context.CancelFunc) {
-	return s.budgetCtx(ctx, s.opts.RedisBudget*time.Duration(1+n/50))
-}
-
-func (s *Store[T]) budgetCtx(ctx context.Context, budget time.Duration) (context.Context, context.CancelFunc) {
-	now := time.Now()
-	d := now.Add(budget)
-	if cd, ok := ctx.Deadline(); ok {
-		if half := now.Add(cd.Sub(now) / 2); half.Before(d) {
-			d = half
-		}
-	}
-	return context.WithDeadline(ctx, d)
-}

@@ -181,7 +181,7 @@ func (s *Store[T]) result(op, key string, l loaded) (T, uint64, error) {
 	if !l.found {
 		return zero, l.version, &OpError{Op: op, Key: key, Err: ErrNotFound}
 	}
-	v, err := s.codec.Decode(l.payload)
+	v, err := s.decode(l.payload)
 	if err != nil {
 		return zero, 0, s.count(&OpError{Op: op, Key: key, Err: errors.Join(ErrCodec, err)})
 	}
@@ -552,12 +552,22 @@ func (s *Store[T]) GetMany(ctx context.Context, keys []string) (map[string]T, er
 	return out, errors.Join(errsOut...)
 }
 
+// decode decodes a payload. Payloads are views of a Redis reply or a row
+// read for this call, never modified or reused after, so a codec that can
+// return a value sharing them (codec.KeepingDecoder) may.
+func (s *Store[T]) decode(b []byte) (T, error) {
+	if s.keeping != nil {
+		return s.keeping.DecodeKeeping(b)
+	}
+	return s.codec.Decode(b)
+}
+
 // put decodes l into out (absent keys stay absent).
 func (s *Store[T]) put(out map[string]T, op, key string, l loaded) error {
 	if !l.found {
 		return nil
 	}
-	v, err := s.codec.Decode(l.payload)
+	v, err := s.decode(l.payload)
 	if err != nil {
 		return s.count(&OpError{Op: op, Key: key, Err: errors.Join(ErrCodec, err)})
 	}

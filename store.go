@@ -25,17 +25,19 @@ import (
 // database. It is safe for concurrent use. See the package documentation for
 // the protocol and its guarantees.
 type Store[T any] struct {
-	opts  Options[T]
-	codec codec.Codec[T]
-	cache *rediscache.Cache
-	db    *sqlstore.DB
+	opts    Options[T]
+	codec   codec.Codec[T]
+	keeping codec.KeepingDecoder[T] // codec, if it implements it
+	cache   *rediscache.Cache
+	db      *sqlstore.DB
 
-	mu      sync.Mutex
-	flights map[string]*flight
-	fences  singleflight.Group // one fence per stripe and marker at a time (fence.go)
-	bg      sync.WaitGroup     // detached work that Close waits for
-	brk     breaker            // breaker.go
-	tasks   chan task          // cleanup.go
+	mu        sync.Mutex
+	flights   map[string]*flight
+	fences    singleflight.Group // one fence per stripe and marker at a time (fence.go)
+	bg        sync.WaitGroup     // detached work that Close waits for
+	brk       breaker            // breaker.go
+	deadlines deadlines          // budget.go
+	tasks     chan task          // cleanup.go
 
 	st stats
 
@@ -83,6 +85,7 @@ func New[T any](rdb redis.UniversalClient, db *sql.DB, opts *Options[T]) (*Store
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
+	s.keeping, _ = o.Codec.(codec.KeepingDecoder[T])
 	s.brk.threshold = int32(o.BreakerThreshold)
 	s.brk.quiet = 2 * o.RedisBudget
 	if o.AutoMigrate {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unsafe"
 )
 
 // Format names an encoding. It is stored in every entry header (and in the
@@ -42,12 +43,22 @@ func (f Format) String() string {
 //
 // Encode must return an error, rather than bytes, for a value that would not
 // read back exactly (see Equal); the codecs of this package guarantee it.
-// Decode must never panic, whatever the input, and must not keep b: the
+// Decode must never panic, whatever the input, must not modify b (it may
+// view memory the caller holds as a Go string), and must not keep b: the
 // caller may reuse it.
 type Codec[T any] interface {
 	Format() Format
 	Encode(v T) ([]byte, error)
 	Decode(b []byte) (T, error)
+}
+
+// KeepingDecoder is implemented by a codec whose Decode can return a value
+// that shares b's memory, when the caller promises that b is never
+// modified or reused: memstore passes bytes of a Redis reply or of a row
+// it has read for this call alone. String's does: the string it returns
+// views b, saving a copy of every value read.
+type KeepingDecoder[T any] interface {
+	DecodeKeeping(b []byte) (T, error)
 }
 
 // Sentinel errors. Every error of this package wraps exactly one of them.
@@ -66,11 +77,12 @@ var (
 
 // Compile-time checks that the codecs implement Codec.
 var (
-	_ Codec[int]    = JSONCodec[int]{}
-	_ Codec[int]    = BinaryCodec[int]{}
-	_ Codec[string] = stringCodec{}
-	_ Codec[[]byte] = bytesCodec{}
-	_ Codec[int]    = exact[int]{}
+	_ Codec[int]             = JSONCodec[int]{}
+	_ Codec[int]             = BinaryCodec[int]{}
+	_ Codec[string]          = stringCodec{}
+	_ KeepingDecoder[string] = stringCodec{}
+	_ Codec[[]byte]          = bytesCodec{}
+	_ Codec[int]             = exact[int]{}
 )
 
 // JSON returns the JSON codec for T with the exactness check on. It is the
@@ -133,6 +145,12 @@ type stringCodec struct{}
 func (stringCodec) Format() Format                  { return FormatString }
 func (stringCodec) Encode(v string) ([]byte, error) { return []byte(v), nil }
 func (stringCodec) Decode(b []byte) (string, error) { return string(b), nil }
+
+// DecodeKeeping returns the string that views b, for a caller that never
+// changes or reuses b (see KeepingDecoder).
+func (stringCodec) DecodeKeeping(b []byte) (string, error) {
+	return unsafe.String(unsafe.SliceData(b), len(b)), nil
+}
 
 // Bytes returns the codec for []byte (FormatBytes). The payload is one tag
 // byte, 0 for a nil slice and 1 for any other, followed by the bytes. The tag

@@ -119,8 +119,9 @@ func (c *Cache) Hit(ctx context.Context, key string) (entry []byte, found bool, 
 		}
 		return nil, false, err
 	}
-	// The reply string is never touched again, so the entry can view its
-	// bytes without a copy.
+	// The entry views the reply string's bytes, without a copy. Nobody
+	// writes to them: the store only reads entries, and the codec contract
+	// forbids Decode to modify its input (codec.Codec).
 	return unsafe.Slice(unsafe.StringData(v), len(v)), true, nil
 }
 
