@@ -64,6 +64,10 @@ func (s *Store[T]) Sync(ctx context.Context) error {
 }
 
 const (
+	// endLinger is the longest a write's end waits for others to share its
+	// round trip: with the write's own, how long a key stays uncached
+	// after a write (reads go to the database meanwhile).
+	endLinger    = time.Millisecond
 	cleanupQueue = 4096 // tasks waiting at most
 	cleanupBatch = 256  // tasks per pipelined round trip
 	// cleanupTimeout bounds one batch's round trip, and Close's drain.
@@ -113,6 +117,8 @@ func (s *Store[T]) clear(ctx context.Context, ops []rediscache.Op) {
 func (s *Store[T]) cleanupLoop() {
 	defer s.bg.Done()
 	batch := make([]task, 0, cleanupBatch)
+	linger := time.NewTimer(endLinger)
+	linger.Stop()
 	for {
 		select {
 		case t := <-s.tasks:
@@ -121,14 +127,27 @@ func (s *Store[T]) cleanupLoop() {
 			s.drainTasks(batch[:0])
 			return
 		}
-		for len(batch) < cleanupBatch {
+		// Linger a little for more: a writer writing one key after
+		// another then shares one round trip for several ends, instead of
+		// a round trip per write competing with the next write's begin. A
+		// Sync flushes at once.
+		linger.Reset(endLinger)
+	gather:
+		for len(batch) < cleanupBatch && batch[len(batch)-1].kind != taskBarrier {
 			select {
 			case t := <-s.tasks:
 				batch = append(batch, t)
-				continue
+			case <-linger.C:
+				break gather
+			case <-s.stop:
+				break gather
+			}
+		}
+		if !linger.Stop() {
+			select {
+			case <-linger.C:
 			default:
 			}
-			break
 		}
 		for !s.brk.allow() {
 			// Redis is away: hold the batch (and so the queue) until the

@@ -142,12 +142,14 @@ type DB struct {
 const (
 	fenceCheck = `(? = 0 OR EXISTS (SELECT 1 FROM memstore_fences WHERE ns = ? AND stripe = ? AND gen = ?%s))`
 
+	// A plain write does not return its version (nobody asks for it, and a
+	// RETURNING read back costs SQLite a third of the statement); a write
+	// that changed nothing was fenced.
 	qUpsert = `INSERT INTO memstore_entries (ns, key, value, format, version, ttl_ms, tombstone, updated_at, token)
 SELECT ?, ?, ?, ?, 1, ?, ?, ?, ? WHERE ` + fenceCheck + `
 ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, format = excluded.format,
   version = memstore_entries.version + 1, ttl_ms = excluded.ttl_ms, tombstone = excluded.tombstone,
-  updated_at = excluded.updated_at, token = excluded.token
-RETURNING version`
+  updated_at = excluded.updated_at, token = excluded.token`
 
 	qCasInsert = `INSERT INTO memstore_entries (ns, key, value, format, version, ttl_ms, tombstone, updated_at, token)
 SELECT ?, ?, ?, ?, 1, ?, ?, ?, ? WHERE ` + fenceCheck + `
@@ -254,6 +256,23 @@ func (d *DB) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) (*
 		s = tx.StmtContext(ctx, s)
 	}
 	return s.QueryRowContext(ctx, args...), nil
+}
+
+// exec runs a prepared q on tx, or on the pool when tx is nil, and returns
+// the rows it changed.
+func (d *DB) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (int64, error) {
+	s, err := d.stmt(ctx, q)
+	if err != nil {
+		return 0, err
+	}
+	if tx != nil {
+		s = tx.StmtContext(ctx, s)
+	}
+	res, err := s.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // lockWrites takes the SQLite write queue, honouring ctx. It returns the
@@ -406,7 +425,8 @@ func (d *DB) Fence(ctx context.Context, stripe int, incarnation string) (int64, 
 }
 
 // Apply writes rows, each under its stripe's fence, and returns each row's
-// new version; the write must commit by commitBy (its intents' safe life),
+// new version (0 for a plain write, which does not read it back; a
+// compare-and-set does); the write must commit by commitBy (its intents' safe life),
 // or it is aborted. One write is one statement; several run in one
 // transaction. A compare-and-set whose version does not match fails with
 // ErrConflict, a write whose stripe was fenced with ErrFenced, and in both
@@ -623,6 +643,16 @@ func (d *DB) applyOne(ctx context.Context, tx *sql.Tx, w Write) (uint64, error) 
 		q = d.q.cas
 		args = append([]any{value, int64(w.Format), ttl, w.Delete, now, w.Token, d.ns, w.Key, int64(*w.Expect)}, fence...)
 	}
+	if w.Expect == nil {
+		n, err := d.exec(ctx, tx, q, args...)
+		switch {
+		case err != nil:
+			return 0, err
+		case n == 0:
+			return 0, ErrFenced
+		}
+		return 0, nil
+	}
 	var ver int64
 	row, err := d.queryRow(ctx, tx, q, args...)
 	if err == nil {
@@ -632,9 +662,6 @@ func (d *DB) applyOne(ctx context.Context, tx *sql.Tx, w Write) (uint64, error) 
 		return uint64(ver), err
 	}
 	// No row: the fence moved on, or the compare-and-set lost.
-	if w.Expect == nil {
-		return 0, ErrFenced
-	}
 	var gen int64
 	row, err = d.queryRow(ctx, tx, d.q.gen, d.ns, w.Stripe)
 	if err == nil {
