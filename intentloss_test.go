@@ -172,6 +172,7 @@ func TestIntentLossMarkerEvicted(t *testing.T) {
 		if raw, ok := cached(t, e, s, "k"); ok {
 			t.Fatalf("the fill of the old row landed after the write: cache holds %q", raw)
 		}
+		mustSync(t, s) // w's end: reads may fill again
 		mustGet(t, s, "k", "new")
 		mustGet(t, s, "k", "new")
 		if _, ok := cached(t, e, s, "k"); !ok {

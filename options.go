@@ -74,6 +74,13 @@ type Options[T any] struct {
 	// to answer. Default 50ms: far above a healthy round trip (measured on
 	// a 2-core host under a load average of 5: p99.9 19ms, p99.99 43ms, 1
 	// in 200,000 above 50ms), far below a request deadline.
+	//
+	// Readers that fall back coordinate only within a process, so a cold
+	// key costs one DB load while Redis answers within the budget, and up
+	// to one per process and overrun past it. Setting up a new connection
+	// (go-redis's handshake) counts toward the round trip that needed it:
+	// a burst on a cold pool of a starved host can overrun, and a pool
+	// kept warm (go-redis MinIdleConns) avoids that.
 	RedisBudget time.Duration
 	// BreakerThreshold is how many consecutive Redis failures (outages or
 	// budget overruns, across all of the store's calls), spanning at least

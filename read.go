@@ -144,30 +144,31 @@ func (s *Store[T]) get(ctx context.Context, op, key string) (T, uint64, error) {
 
 // lead registers a flight for key that later callers may join. A hit never
 // gets here: it needs no flight, so the hit path takes no allocation or
-// wait beyond the one script call.
-func (s *Store[T]) lead(key string, getSent time.Time) *flight {
-	f := &flight{done: make(chan struct{}), open: true, getSent: getSent}
+// wait beyond the one script call. With join set, a flight of another
+// caller that is still open is returned instead, and joined is true: the
+// caller waits for it (get decides, by flight.acceptable, whether its
+// result may be taken) rather than doing the same work.
+func (s *Store[T]) lead(key string, getSent time.Time, join bool) (f *flight, joined bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.flights[key]; join && g != nil && g.open {
+		return g, true
+	}
+	f = &flight{done: make(chan struct{}), open: true, getSent: getSent}
 	s.flights[key] = f
-	s.mu.Unlock()
-	return f
+	return f, false
 }
 
 // fallback reads the DB for a caller that could not use Redis (the breaker
 // is open, or its round trip failed), filling nothing. Callers caught by
 // one Redis spike all come back at once: the first leads the DB read, and
-// the others join its flight (get decides, by flight.acceptable, whether
-// its result may be taken), so a hot key costs the DB one read per
+// the others join its flight, so a hot key costs the DB one read per
 // process, not one per caller.
 func (s *Store[T]) fallback(ctx context.Context, key string, sent time.Time) (loaded, *flight) {
-	s.mu.Lock()
-	if f := s.flights[key]; f != nil && f.open {
-		s.mu.Unlock()
+	f, joined := s.lead(key, sent, true)
+	if joined {
 		return loaded{join: f}, nil
 	}
-	f := &flight{done: make(chan struct{}), open: true, getSent: sent}
-	s.flights[key] = f
-	s.mu.Unlock()
 	return s.loadDB(ctx, key, f, ""), f
 }
 
@@ -300,7 +301,13 @@ func (s *Store[T]) miss(ctx context.Context, key string) (loaded, *flight) {
 			continue
 		}
 		if f == nil {
-			f = s.lead(key, sent)
+			// Busy: a caller in this process that waits for the same
+			// lease already polls Redis; wait for it instead. A lease is
+			// ours to load under, whatever else is in flight.
+			var joined bool
+			if f, joined = s.lead(key, sent, r.Kind != rediscache.Lease); joined {
+				return loaded{join: f}, nil
+			}
 		}
 		if r.Kind == rediscache.Lease {
 			return s.loadDB(ctx, key, f, token), f
