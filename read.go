@@ -379,12 +379,12 @@ func (s *Store[T]) loadDB(ctx context.Context, key string, f *flight, token stri
 		return loaded{err: classify(ctx, err)}
 	}
 	s.st.dbLoads.Add(1)
-	l := loaded{payload: row.Value, version: row.Version, found: row.Found && !row.Tombstone}
-	if l.found && row.Format != uint8(s.codec.Format()) {
+	l, err := s.fromRow(row)
+	if err != nil {
 		if token != "" {
 			s.later(ctx, taskUnlease, rediscache.Op{Key: key, Token: token})
 		}
-		return loaded{err: fmt.Errorf("%w: row format %d, store codec %d", ErrCodec, row.Format, s.codec.Format())}
+		return loaded{err: err}
 	}
 	if token == "" {
 		return l
@@ -417,10 +417,23 @@ func (s *Store[T]) loadDB(ctx context.Context, key string, f *flight, token stri
 	return l
 }
 
-// GetMany returns the values of keys that exist. Cached keys cost one
-// pipelined round trip per Redis node; misses are loaded from the DB in one
-// query and filled in one more pipeline. Keys that another process is
-// loading fall back to Get. On error, the map holds the keys that did load.
+// fromRow is a read's state from a DB row: absent for a missing or deleted
+// row, an error for a row another codec wrote.
+func (s *Store[T]) fromRow(row sqlstore.Row) (loaded, error) {
+	l := loaded{payload: row.Value, version: row.Version, found: row.Found && !row.Tombstone}
+	if l.found && row.Format != uint8(s.codec.Format()) {
+		return loaded{}, fmt.Errorf("%w: row format %d, store codec %d", ErrCodec, row.Format, s.codec.Format())
+	}
+	return l, nil
+}
+
+// GetMany returns the values of keys that exist. Each key gets the
+// decision Get makes, in bulk: one script call per stripe answers every
+// key (a hit, or a lease for a miss), in one pipelined round trip per Redis
+// node; the misses are loaded from the DB in one query and the leased ones
+// filled in one more pipeline. A key the bulk path cannot settle (another
+// reader's lease, a pending marker, a corrupt entry) goes through Get. On
+// error, the map holds the keys that did load.
 func (s *Store[T]) GetMany(ctx context.Context, keys []string) (map[string]T, error) {
 	out := make(map[string]T, len(keys))
 	keys = dedupe(keys)
@@ -432,16 +445,14 @@ func (s *Store[T]) GetMany(ctx context.Context, keys []string) (map[string]T, er
 	if err := ctx.Err(); err != nil {
 		return out, s.count(&OpError{Op: "getmany", Err: err})
 	}
-	ops := make([]rediscache.Op, len(keys))
-	for i, k := range keys {
-		ops[i] = rediscache.Op{Key: k, Token: newToken()}
-	}
-	res, errs := make([]rediscache.Result, len(keys)), make([]error, len(keys))
+	token := newToken()
+	var res []rediscache.Result
+	var errs []error
 	if s.brk.allow() {
 		err := s.stepMany(ctx, StepRedisGet, keys, func() error {
-			rctx, cancel := s.batchCtx(ctx, 2*len(ops)) // HGETs, then scripts for the misses
+			rctx, cancel := s.batchCtx(ctx, len(keys))
 			defer cancel()
-			res, errs = s.cache.GetMany(rctx, ops)
+			res, errs = s.cache.GetMany(rctx, keys, token)
 			return nil
 		})
 		if err != nil {
@@ -449,30 +460,27 @@ func (s *Store[T]) GetMany(ctx context.Context, keys []string) (map[string]T, er
 		}
 	} else {
 		s.brk.reads.Add(uint64(len(keys)))
+		res, errs = make([]rediscache.Result, len(keys)), make([]error, len(keys))
 		for i := range errs {
 			errs[i] = errBreakerOpen
 		}
 	}
 	var errsOut []error
-	var leased, unfilled, busy []int
+	var leased, unfilled, single []string
 	for i, k := range keys {
 		switch {
 		case errs[i] == errBreakerOpen:
-			unfilled = append(unfilled, i)
+			unfilled = append(unfilled, k)
 		case errs[i] != nil:
 			if !s.redisOK(ctx, errs[i]) {
 				errsOut = append(errsOut, &OpError{Op: "getmany", Key: k, Err: classify(ctx, errs[i])})
 				continue
 			}
-			unfilled = append(unfilled, i)
+			unfilled = append(unfilled, k)
 		case res[i].Kind == rediscache.Hit:
 			l, err := s.open(res[i].Value)
 			if err != nil {
-				s.st.corrupt.Add(1)
-				rctx, cancel := s.redisCtx(ctx)
-				_ = s.cache.Drop(rctx, k, res[i].Value)
-				cancel()
-				unfilled = append(unfilled, i)
+				single = append(single, k) // Get drops the bad entry
 				continue
 			}
 			s.st.hits.Add(1)
@@ -480,83 +488,90 @@ func (s *Store[T]) GetMany(ctx context.Context, keys []string) (map[string]T, er
 				errsOut = append(errsOut, err)
 			}
 		case res[i].Kind == rediscache.Lease:
-			leased = append(leased, i)
+			leased = append(leased, k)
 		case res[i].Kind == rediscache.Intent:
-			unfilled = append(unfilled, i)
+			unfilled = append(unfilled, k)
 		default: // Busy, or Pending: Get waits, or fences the stripe
-			busy = append(busy, i)
+			single = append(single, k)
 		}
 	}
-	if load := append(append([]int(nil), leased...), unfilled...); len(load) > 0 {
-		lkeys := make([]string, len(load))
-		for j, i := range load {
-			lkeys[j] = keys[i]
-		}
-		var rows map[string]sqlstore.Row
-		err := s.stepMany(ctx, StepDBLoad, lkeys, func() (err error) {
-			rows, err = s.db.LoadMany(ctx, lkeys)
-			return err
-		})
-		if err != nil {
-			for _, i := range leased {
-				s.later(ctx, taskUnlease, ops[i])
-			}
-			errsOut = append(errsOut, &OpError{Op: "getmany", Err: classify(ctx, err)})
-		} else {
-			s.st.misses.Add(uint64(len(load)))
-			s.st.dbLoads.Add(uint64(len(load)))
-			var fills []rediscache.Op
-			for j, i := range load {
-				row := rows[keys[i]]
-				l := loaded{payload: row.Value, version: row.Version, found: row.Found && !row.Tombstone}
-				if l.found && row.Format != uint8(s.codec.Format()) {
-					errsOut = append(errsOut, &OpError{Op: "getmany", Key: keys[i], Err: fmt.Errorf("%w: row format %d", ErrCodec, row.Format)})
-					continue
-				}
-				if err := s.put(out, "getmany", keys[i], l); err != nil {
-					errsOut = append(errsOut, err)
-				}
-				if j < len(leased) {
-					fills = append(fills, rediscache.Op{
-						Key: keys[i], Token: ops[i].Token, Version: row.Version, TTL: s.ttl(row.TTL),
-						Sealed: s.seal(l),
-					})
-				}
-			}
-			if len(fills) > 0 {
-				fkeys := make([]string, len(fills))
-				for j, f := range fills {
-					fkeys[j] = f.Key
-				}
-				_ = s.stepMany(ctx, StepRedisFill, fkeys, func() error {
-					rctx, cancel := s.batchCtx(ctx, len(fills))
-					defer cancel()
-					oks, errs := s.cache.FillMany(rctx, fills)
-					if len(errs) > 0 {
-						s.redisOK(ctx, errors.Join(errs...))
-					}
-					for _, ok := range oks {
-						if ok {
-							s.st.fills.Add(1)
-						} else {
-							s.st.rejected.Add(1)
-						}
-					}
-					return nil
-				})
-			}
+	if len(leased)+len(unfilled) > 0 {
+		if err := s.loadMany(ctx, token, leased, unfilled, out); err != nil {
+			errsOut = append(errsOut, err)
 		}
 	}
-	for _, i := range busy {
-		v, _, err := s.get(ctx, "getmany", keys[i])
+	for _, k := range single {
+		v, _, err := s.get(ctx, "getmany", k)
 		switch {
 		case err == nil:
-			out[keys[i]] = v
+			out[k] = v
 		case !errors.Is(err, ErrNotFound):
 			errsOut = append(errsOut, err)
 		}
 	}
 	return out, errors.Join(errsOut...)
+}
+
+// loadMany is GetMany's DB read: the rows of leased (filled under token)
+// and of unfilled keys, in one query, decoded into out.
+func (s *Store[T]) loadMany(ctx context.Context, token string, leased, unfilled []string, out map[string]T) error {
+	keys := append(leased[:len(leased):len(leased)], unfilled...)
+	var rows map[string]sqlstore.Row
+	err := s.stepMany(ctx, StepDBLoad, keys, func() (err error) {
+		rows, err = s.db.LoadMany(ctx, keys)
+		return err
+	})
+	if err != nil {
+		for _, k := range leased {
+			s.later(ctx, taskUnlease, rediscache.Op{Key: k, Token: token})
+		}
+		return &OpError{Op: "getmany", Err: classify(ctx, err)}
+	}
+	s.st.misses.Add(uint64(len(keys)))
+	s.st.dbLoads.Add(uint64(len(keys)))
+	var errs []error
+	var fills []rediscache.Op
+	for j, k := range keys {
+		row := rows[k]
+		l, err := s.fromRow(row)
+		if err != nil {
+			err = s.count(&OpError{Op: "getmany", Key: k, Err: err})
+		} else {
+			err = s.put(out, "getmany", k, l)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			if j < len(leased) {
+				s.later(ctx, taskUnlease, rediscache.Op{Key: k, Token: token})
+			}
+			continue
+		}
+		if j < len(leased) {
+			fills = append(fills, rediscache.Op{Key: k, Token: token, Version: row.Version, TTL: s.ttl(row.TTL), Sealed: s.seal(l)})
+		}
+	}
+	if len(fills) == 0 {
+		return errors.Join(errs...)
+	}
+	fkeys := make([]string, len(fills))
+	for j, f := range fills {
+		fkeys[j] = f.Key
+	}
+	_ = s.stepMany(ctx, StepRedisFill, fkeys, func() error {
+		rctx, cancel := s.batchCtx(ctx, len(fills))
+		defer cancel()
+		oks, ferrs := s.cache.FillMany(rctx, fills)
+		s.redisOK(ctx, errors.Join(ferrs...))
+		for _, ok := range oks {
+			if ok {
+				s.st.fills.Add(1)
+			} else {
+				s.st.rejected.Add(1)
+			}
+		}
+		return nil
+	})
+	return errors.Join(errs...)
 }
 
 // decode decodes a payload. Payloads are views of a Redis reply or a row

@@ -270,43 +270,6 @@ type Op struct {
 	TTL        time.Duration
 }
 
-// GetMany reads many keys: one pipeline of plain HGETs (the hits), then one
-// pipeline of get scripts for the misses only. Errors are per key.
-func (c *Cache) GetMany(ctx context.Context, ops []Op) ([]Result, []error) {
-	res, errs := make([]Result, len(ops)), make([]error, len(ops))
-	hits := make([]*redis.StringCmd, len(ops))
-	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, o := range ops {
-			hits[i] = p.HGet(ctx, c.Key(o.Key), "v")
-		}
-		return nil
-	})
-	var miss []Op
-	var at []int
-	for i, cmd := range hits {
-		v, err := cmd.Result()
-		switch {
-		case err == nil:
-			res[i] = Result{Kind: Hit, Value: []byte(v)}
-		case errors.Is(err, redis.Nil):
-			miss = append(miss, ops[i])
-			at = append(at, i)
-		default:
-			errs[i] = err
-		}
-	}
-	if len(miss) == 0 {
-		return res, errs
-	}
-	cmds, cmdErrs := c.many(ctx, miss, getScript, func(o Op) []any { return []any{o.Token, c.leaseArg, argNo} })
-	for j, i := range at {
-		if errs[i] = cmdErrs[j]; errs[i] == nil {
-			res[i], errs[i] = parseGet(cmds[j])
-		}
-	}
-	return res, errs
-}
-
 // FillMany pipelines Fill. It reports which entries were installed.
 func (c *Cache) FillMany(ctx context.Context, ops []Op) ([]bool, []error) {
 	return c.manyInts(ctx, ops, fillScript, func(o Op) []any { return []any{o.Token, o.Sealed, o.Version, ms(o.TTL)} })
@@ -350,25 +313,43 @@ func (c *Cache) manyInts(ctx context.Context, ops []Op, s *redis.Script, args fu
 	return oks, errs
 }
 
-// many pipelines script s over ops (EVALSHA; a key whose server answers
-// NOSCRIPT, after a restart or failover, runs again with EVAL).
+// many pipelines script s over ops.
 func (c *Cache) many(ctx context.Context, ops []Op, s *redis.Script, args func(Op) []any) ([]any, []error) {
-	cmds := make([]*redis.Cmd, len(ops))
+	cmds := c.runMany(ctx, s, len(ops), func(i int) []string { return c.keys(ops[i].Key) }, func(i int) []any { return args(ops[i]) })
+	vals, errs := make([]any, len(ops)), make([]error, len(ops))
+	for i, cmd := range cmds {
+		vals[i], errs[i] = cmd.Result()
+	}
+	return vals, errs
+}
+
+// runMany pipelines n calls of script s (call i with keys(i) and args(i))
+// with EVALSHA. The calls whose server answered NOSCRIPT (its first use
+// there, or after a restart or failover) run again in one more pipeline
+// with EVAL, which also loads the script for the next time.
+func (c *Cache) runMany(ctx context.Context, s *redis.Script, n int, keys func(int) []string, args func(int) []any) []*redis.Cmd {
+	cmds := make([]*redis.Cmd, n)
 	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, o := range ops {
-			cmds[i] = s.EvalSha(ctx, p, c.keys(o.Key), args(o)...)
+		for i := range cmds {
+			cmds[i] = s.EvalSha(ctx, p, keys(i), args(i)...)
 		}
 		return nil
 	})
-	vals, errs := make([]any, len(ops)), make([]error, len(ops))
+	var again []int
 	for i, cmd := range cmds {
-		v, err := cmd.Result()
-		if isNoScript(err) {
-			v, err = s.Eval(ctx, c.rdb, c.keys(ops[i].Key), args(ops[i])...).Result()
+		if isNoScript(cmd.Err()) {
+			again = append(again, i)
 		}
-		vals[i], errs[i] = v, err
 	}
-	return vals, errs
+	if len(again) > 0 {
+		_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, i := range again {
+				cmds[i] = s.Eval(ctx, p, keys(i), args(i)...)
+			}
+			return nil
+		})
+	}
+	return cmds
 }
 
 func isNoScript(err error) bool {

@@ -61,6 +61,17 @@ local function marker(m, pt)
   redis.call('HSET', m, 'pt', pt)
   return false, pt
 end
+-- grant is a miss's answer for hash h under confirmed generation g at time
+-- t: 2 if a write is in flight, 3 if another reader's lease is live (and
+-- force is unset), else 0, having granted the lease to tok for ms.
+local function grant(h, m, g, t, tok, ms, force)
+  if intent(m, h, t) then return 2 end
+  local l = redis.call('HMGET', h, 'l', 'ld')
+  if l[1] and t < tonumber(l[2]) and not force then return 3 end
+  redis.call('HSET', h, 'l', tok, 'ld', t + ms, 'lg', g)
+  if redis.call('PTTL', h) < ms + 1000 then redis.call('PEXPIRE', h, ms + 1000) end
+  return 0
+end
 -- unintent removes token tok from hash h's intents in marker m.
 local function unintent(m, h, tok)
   local f = 'i:' .. h
@@ -95,14 +106,7 @@ local v = redis.call('HGET', h, 'v')
 if v then return v end
 local g, pt = marker(m, ARGV[1])
 if not g then return {4, pt} end
-local t = now()
-if intent(m, h, t) then return 2 end
-local l = redis.call('HMGET', h, 'l', 'ld')
-if l[1] and t < tonumber(l[2]) and ARGV[3] ~= '1' then return 3 end
-local ms = tonumber(ARGV[2])
-redis.call('HSET', h, 'l', ARGV[1], 'ld', t + ms, 'lg', g)
-if redis.call('PTTL', h) < ms + 1000 then redis.call('PEXPIRE', h, ms + 1000) end
-return 0
+return grant(h, m, g, now(), ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1')
 `
 
 // fillScript: KEYS hash, marker; ARGV token, sealed entry, version, ttl ms.
