@@ -13,14 +13,16 @@
 //
 // # Protocol
 //
-// Each key's cached value and fill lease live in one Redis hash; the write
-// intents of a stripe of keys (the namespace, or one hash slot on Redis
-// Cluster) live in one marker hash in the same slot. Every step is one Lua
-// script on one slot, so it is atomic on Redis Cluster too.
+// Each key's cached entry is one plain Redis string, and its fill lease a
+// small hash beside it in the same slot; the write intents of a stripe of
+// keys (the namespace, or one hash slot on Redis Cluster) live in one
+// marker hash in that slot too. Every step is one Lua script on one slot,
+// so it is atomic on Redis Cluster too.
 //
-//   - Get on a hit is one plain HGET: a value is present only while no
-//     write intent of its key lives. A miss runs the get script, which
-//     takes a fill lease with a fresh random token; the reader reads the
+//   - Get on a hit is one plain GET, and GetMany of cached keys one MGET
+//     per slot (one in all on a single server): a value is present only
+//     while no write intent of its key lives. A miss runs the get script,
+//     which takes a fill lease with a fresh random token; the reader reads the
 //     row and fills under the lease, and the fill lands only if the same
 //     lease is still held and was granted under the stripe's current
 //     generation. A concurrent miss in another process waits for the
@@ -37,8 +39,8 @@
 //     that never runs (the process died) is replayed from the outbox by the
 //     reconciler within Options.ReconcileAge. Store.Sync waits for the ends
 //     of the writes that returned.
-//   - Redis losing data loses intents. Evicting a key's hash loses only its
-//     value and lease. Losing a marker (FLUSHALL, a restart without
+//   - Redis losing data loses intents. Evicting a key's entry or lease
+//     loses only a cached value or a fill. Losing a marker (FLUSHALL, a restart without
 //     persistence, its eviction under any maxmemory-policy) leaves the
 //     stripe pending: the next reader or writer fences it, one database
 //     write that moves the stripe to a new generation, so that every write

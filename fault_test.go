@@ -218,9 +218,9 @@ func TestReconcileDropsRolledBackValue(t *testing.T) {
 		mustSet(t, s, "k", "old")
 		mustGet(t, s, "k", "old")
 		rdb := e.redis.Client()
-		before, err := rdb.HGetAll(ctx, inspect.Key(s.Namespace(), "k")).Result()
-		if err != nil || before["v"] == "" {
-			t.Fatalf("cached entry %v, %v", before, err)
+		before, err := inspect.ReadCache(ctx, rdb, s.Namespace(), "k")
+		if err != nil || !before.Cached {
+			t.Fatalf("cached entry %+v, %v", before, err)
 		}
 		crashing.Store(true)
 		if err := s.Set(ctx, "k", "new"); err != nil {
@@ -236,7 +236,7 @@ func TestReconcileDropsRolledBackValue(t *testing.T) {
 		if err := rdb.HDel(ctx, markers[0], "i:"+inspect.Key(s.Namespace(), "k")).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if err := rdb.HSet(ctx, inspect.Key(s.Namespace(), "k"), "v", before["v"], "ver", before["ver"]).Err(); err != nil {
+		if err := inspect.WriteRaw(ctx, rdb, s.Namespace(), "k", before.Raw); err != nil {
 			t.Fatal(err)
 		}
 		mustGet(t, s, "k", "old") // what a rolled-back replica serves

@@ -116,14 +116,11 @@ func storeOn[T any](e *env, rdb redis.UniversalClient, opts *memstore.Options[T]
 // cached returns the raw cache entry of key, if any.
 func cached[T any](t testing.TB, e *env, s *memstore.Store[T], key string) ([]byte, bool) {
 	t.Helper()
-	v, err := e.redis.Client().HGet(context.Background(), inspect.Key(s.Namespace(), key), "v").Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, false
-	}
+	c, err := inspect.ReadCache(context.Background(), e.redis.Client(), s.Namespace(), key)
 	if err != nil {
-		t.Fatalf("HGET %s: %v", inspect.Key(s.Namespace(), key), err)
+		t.Fatalf("reading the cache entry of %q: %v", key, err)
 	}
-	return v, true
+	return c.Raw, c.Raw != nil
 }
 
 func mustGet[T comparable](t testing.TB, s *memstore.Store[T], key string, want T) {

@@ -193,7 +193,7 @@ func (s *Store[T]) result(op, key string, l loaded) (T, uint64, error) {
 // before it reads the DB without filling.
 const maxCorrupt = 3
 
-// load is one caller's read: a plain HGET, and on a miss the Lua get, then
+// load is one caller's read: a plain GET, and on a miss the Lua get, then
 // a hit, a wait for another reader's lease, or a DB read (filled under our
 // own lease). Past a hit it leads a flight that other callers in this
 // process may join; it returns that flight (nil for a plain hit) for get to
@@ -205,7 +205,7 @@ func (s *Store[T]) load(ctx context.Context, key string) (loaded, *flight) {
 		s.brk.reads.Add(1)
 		return s.fallback(ctx, key, time.Now())
 	}
-	// The hit path: one plain HGET, no Lua, no token, no flight.
+	// The hit path: one plain GET, no Lua, no token, no flight.
 	if err := s.before(ctx, StepRedisGet, key); err != nil {
 		return loaded{err: err}, nil
 	}
@@ -397,7 +397,7 @@ func (s *Store[T]) loadDB(ctx context.Context, key string, f *flight, token stri
 	err = s.before(ctx, StepRedisFill, key)
 	if err == nil {
 		rctx, cancel := s.redisCtx(ctx)
-		ok, err = s.cache.Fill(rctx, key, token, sealed, row.Version, s.ttl(row.TTL))
+		ok, err = s.cache.Fill(rctx, key, token, sealed, s.ttl(row.TTL))
 		cancel()
 		err = s.after(ctx, StepRedisFill, key, err)
 	}
@@ -547,7 +547,7 @@ func (s *Store[T]) loadMany(ctx context.Context, token string, leased, unfilled 
 			continue
 		}
 		if j < len(leased) {
-			fills = append(fills, rediscache.Op{Key: k, Token: token, Version: row.Version, TTL: s.ttl(row.TTL), Sealed: s.seal(l)})
+			fills = append(fills, rediscache.Op{Key: k, Token: token, TTL: s.ttl(row.TTL), Sealed: s.seal(l)})
 		}
 	}
 	if len(fills) == 0 {
@@ -618,7 +618,7 @@ func (s *Store[T]) stepMany(ctx context.Context, st Step, keys []string, f func(
 
 func dedupe(keys []string) []string {
 	seen := make(map[string]struct{}, len(keys))
-	out := keys[:0:0]
+	out := make([]string, 0, len(keys))
 	for _, k := range keys {
 		if _, ok := seen[k]; !ok {
 			seen[k] = struct{}{}

@@ -272,7 +272,7 @@ func TestUndecodableCacheEntry(t *testing.T) {
 			"other codec":      codec.Seal(nil, codec.Header{Format: codec.Bytes().Format(), Version: 1}, []byte(`"lies"`)),
 			"truncated header": raw[:3],
 		} {
-			if err := e.redis.Client().HSet(ctx, inspect.Key(s.Namespace(), "k"), "v", bad).Err(); err != nil {
+			if err := inspect.WriteRaw(ctx, e.redis.Client(), s.Namespace(), "k", bad); err != nil {
 				t.Fatal(err)
 			}
 			mustGet(t, s, "k", "truth")

@@ -213,7 +213,7 @@ func (t *tracer) taken(name string) string {
 	var words []string
 	for i, s := range t.steps[name] {
 		// memstore's read looks at the cache twice on a miss (a plain
-		// HGET, then the script that takes the lease): one step to a
+		// GET, then the script that takes the lease): one step to a
 		// reader of the demo.
 		if i > 0 && s == t.steps[name][i-1] {
 			continue

@@ -17,7 +17,8 @@ import (
 	"github.com/memstore/memstore/internal/sqlstore"
 )
 
-// Key returns the Redis key of a logical key's cache hash in namespace ns.
+// Key returns the Redis key of a logical key's cached entry in namespace
+// ns.
 func Key(ns, key string) string { return rediscache.KeyOf(ns, key) }
 
 // Cache is a key's cache entry as a reader would be served it.
@@ -31,9 +32,9 @@ type Cache struct {
 }
 
 // ReadCache returns key's cache entry in namespace ns. A hit is what the
-// store's hit path reads: the hash's value field, checked by its header.
+// store's hit path reads: the entry, checked by its header.
 func ReadCache(ctx context.Context, rdb redis.UniversalClient, ns, key string) (Cache, error) {
-	raw, err := rdb.HGet(ctx, Key(ns, key), "v").Bytes()
+	raw, err := rdb.Get(ctx, Key(ns, key)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return Cache{}, nil
 	}
@@ -47,11 +48,17 @@ func ReadCache(ctx context.Context, rdb redis.UniversalClient, ns, key string) (
 	return Cache{Cached: true, Raw: raw, NotFound: h.NotFound, Version: h.Version, Payload: payload}, nil
 }
 
-// Evict drops key's cache hash in namespace ns, as Redis eviction would:
-// its value and lease, never its intents (they live in the stripe's
-// marker).
+// Evict drops key's cached entry and lease in namespace ns, as Redis
+// eviction would, never its intents (they live in the stripe's marker).
 func Evict(ctx context.Context, rdb redis.UniversalClient, ns, key string) error {
-	return rdb.Del(ctx, Key(ns, key)).Err()
+	return rdb.Del(ctx, Key(ns, key), rediscache.LeaseOf(ns, key)).Err()
+}
+
+// WriteRaw replaces key's cached entry in namespace ns with raw bytes, as
+// a foreign writer, a damaged server or a replica rolled back to an older
+// entry would: for tests of what readers do with such entries.
+func WriteRaw(ctx context.Context, rdb redis.UniversalClient, ns, key string, raw []byte) error {
+	return rdb.Set(ctx, Key(ns, key), raw, 0).Err()
 }
 
 // Row is key's row as the database holds it.

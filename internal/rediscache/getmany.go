@@ -2,76 +2,112 @@ package rediscache
 
 import (
 	"context"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// getManyScript: KEYS the hashes of keys of one stripe, then the stripe's
-// marker; ARGV token, lease ms. One get (getScript) per key, in one call:
-// a hit costs one HGET inside it, and a miss is answered (lease, intent,
-// busy, pending) in the same round trip, so a batch of cached or cold keys
-// is one round trip per stripe group. Replies one element per key, as
-// getScript would.
+// getManyScript: KEYS the entries of n keys of one stripe, then their
+// leases, then the stripe's marker; ARGV token, lease ms. One get
+// (getScript) per key, in one call, for the keys a GetMany's MGET missed.
+// Replies one element per key, as getScript would.
 var getManyScript = redis.NewScript(luaLib + `
-local n = #KEYS - 1
-local m, tok, ms = KEYS[n + 1], ARGV[1], tonumber(ARGV[2])
+local n = (#KEYS - 1) / 2
+local m, tok, ms = KEYS[#KEYS], ARGV[1], tonumber(ARGV[2])
 local out = {}
 local g, pt, t
 for i = 1, n do
   local h = KEYS[i]
-  local v = redis.call('HGET', h, 'v')
+  local v = redis.call('GET', h)
   if v then
     out[i] = v
   else
     if not t then g, pt = marker(m, tok); t = now() end
-    if g then out[i] = grant(h, m, g, t, tok, ms, false) else out[i] = {4, pt} end
+    if g then out[i] = grant(h, KEYS[n + i], m, g, t, tok, ms, false) else out[i] = {4, pt} end
   end
 end
 return out
 `)
 
-// maxGetMany bounds the keys of one getManyScript call: Redis runs a script
-// to its end before serving anyone else, so a huge batch is split into
-// calls that each keep the server's other clients waiting briefly.
+// maxGetMany bounds the keys of one MGET or getManyScript call: Redis
+// serves one command at a time, so a huge batch is split into calls that
+// each keep the server's other clients waiting briefly.
 const maxGetMany = 256
 
-// GetMany reads keys as Get would, leasing every miss it may to token (one
-// token serves the whole batch: a lease is per key, and a fill names its
-// key). Keys are grouped by stripe, each group one script call of at most
-// maxGetMany keys, all in one pipeline: one round trip per Redis node.
-// Errors are per key.
+// GetMany reads keys as Get would: one MGET per stripe group (a cluster's
+// stripe is a slot, so each MGET is single-slot) answers the hits, then
+// one getManyScript call per group answers the misses, leasing every one it
+// may to token (one token serves the batch: a lease is per key, and a fill
+// names its key). Each phase is one pipeline: one round trip per Redis
+// node, and none for the misses when every key hit. Errors are per key.
 func (c *Cache) GetMany(ctx context.Context, keys []string, token string) ([]Result, []error) {
 	res, errs := make([]Result, len(keys)), make([]error, len(keys))
-	type call struct {
-		stripe int
-		at     []int
-		ks     []string
+	entries, all := c.entryKeys(keys), make([]int, len(keys))
+	for i := range all {
+		all[i] = i
 	}
-	var calls []*call
-	open := map[int]*call{}
-	for i, k := range keys {
-		st := c.Stripe(k)
-		cl := open[st]
-		if cl == nil || len(cl.at) == maxGetMany {
-			cl = &call{stripe: st}
-			open[st] = cl
-			calls = append(calls, cl)
+	groups := c.group(entries, all)
+	cmds := make([]*redis.SliceCmd, len(groups))
+	mget := func(c redis.Cmdable) {
+		for g, gr := range groups {
+			ks := make([]string, len(gr.at))
+			for j, i := range gr.at {
+				ks[j] = entries[i]
+			}
+			cmds[g] = c.MGet(ctx, ks...)
 		}
-		cl.at = append(cl.at, i)
-		cl.ks = append(cl.ks, c.Key(k))
 	}
-	for _, cl := range calls {
-		cl.ks = append(cl.ks, c.Marker(cl.stripe))
+	if len(groups) == 1 {
+		mget(c.rdb) // one command needs no pipeline, which costs more
+	} else {
+		_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { mget(p); return nil })
 	}
-	args := []any{token, c.leaseArg}
-	cmds := c.runMany(ctx, getManyScript, len(calls), func(i int) []string { return calls[i].ks }, func(int) []any { return args })
-	for n, cl := range calls {
-		v, err := cmds[n].Result()
-		vs, ok := v.([]any)
-		if err == nil && (!ok || len(vs) != len(cl.at)) {
+	var missed []int
+	for g, gr := range groups {
+		vs, err := cmds[g].Result()
+		if err == nil && len(vs) != len(gr.at) {
 			err = ErrReply
 		}
-		for j, i := range cl.at {
+		for j, i := range gr.at {
+			switch {
+			case err != nil:
+				errs[i] = err
+			case vs[j] == nil:
+				missed = append(missed, i)
+			default:
+				v, ok := vs[j].(string)
+				if !ok {
+					errs[i] = ErrReply
+					continue
+				}
+				// The reply string is never touched again: view its bytes.
+				res[i] = Result{Kind: Hit, Value: unsafe.Slice(unsafe.StringData(v), len(v))}
+			}
+		}
+	}
+	if len(missed) == 0 {
+		return res, errs
+	}
+	groups = c.group(entries, missed)
+	args := []any{token, c.leaseArg}
+	scmds := c.runMany(ctx, getManyScript, len(groups), func(g int) []string {
+		gr := groups[g]
+		ks := make([]string, 0, 2*len(gr.at)+1)
+		for _, i := range gr.at {
+			ks = append(ks, entries[i])
+		}
+		for _, i := range gr.at {
+			ks = append(ks, entries[i]+":l")
+		}
+		return append(ks, c.Marker(gr.stripe))
+	}, func(int) []any { return args })
+	for g, gr := range groups {
+		v, err := scmds[g].Result()
+		vs, ok := v.([]any)
+		if err == nil && (!ok || len(vs) != len(gr.at)) {
+			err = ErrReply
+		}
+		for j, i := range gr.at {
 			if err != nil {
 				errs[i] = err
 				continue
@@ -80,4 +116,60 @@ func (c *Cache) GetMany(ctx context.Context, keys []string, token string) ([]Res
 		}
 	}
 	return res, errs
+}
+
+// entryKeys returns the entry keys of keys, built in one buffer: one
+// allocation for the batch rather than one per key. The strings view the
+// buffer, which is never written again.
+func (c *Cache) entryKeys(keys []string) []string {
+	n := 0
+	for _, k := range keys {
+		n += len(c.ns) + len(k) + 4
+	}
+	buf := make([]byte, 0, n)
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		start := len(buf)
+		buf = append(buf, c.ns...)
+		buf = append(buf, ':', '{', '=')
+		buf = append(buf, k...)
+		buf = append(buf, '}')
+		out[i] = unsafe.String(&buf[start], len(buf)-start)
+	}
+	return out
+}
+
+// stripeGroup is the indexes of keys of one stripe, at most maxGetMany.
+type stripeGroup struct {
+	stripe int
+	at     []int
+}
+
+// group splits the keys whose entries are entries[i], i in at, into
+// stripe groups.
+func (c *Cache) group(entries []string, at []int) []stripeGroup {
+	var groups []stripeGroup
+	if !c.cluster { // one stripe
+		for len(at) > 0 {
+			n := min(len(at), maxGetMany)
+			groups = append(groups, stripeGroup{at: at[:n:n]})
+			at = at[n:]
+		}
+		return groups
+	}
+	open := map[int]int{} // stripe → its open group
+	for _, i := range at {
+		st := 0
+		if c.cluster {
+			st = Slot(entries[i])
+		}
+		g, ok := open[st]
+		if !ok || len(groups[g].at) == maxGetMany {
+			g = len(groups)
+			open[st] = g
+			groups = append(groups, stripeGroup{stripe: st})
+		}
+		groups[g].at = append(groups[g].at, i)
+	}
+	return groups
 }

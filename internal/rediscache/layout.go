@@ -9,14 +9,16 @@ import (
 
 // The key layout of one namespace ns (a namespace never holds a brace):
 //
-//	ns:{key}       one hash per logical key: its cached value and fill lease
+//	ns:{key}       a logical key's cached entry: a plain string
+//	ns:{key}:l     its fill lease, while one lives: a hash
 //	ns:{tag}:m     one marker per stripe: the stripe's generation and the
 //	               write intents of every key in it
 //
-// The first brace of a key hash always opens the logical key's hash tag, so
-// two (namespace, key) pairs never share a Redis key, and a key's slot
-// depends on the key alone. A key hash ends with "}", a marker with ":m",
-// so the two never meet either.
+// The first brace of each always opens the logical key's hash tag (a
+// namespace never holds a brace), so two (namespace, key) pairs never
+// share a Redis key, and a key's entry and lease share its slot, which
+// depends on the key alone. An entry ends with "}", a lease with ":l", a
+// marker with ":m", so none meets another.
 //
 // A stripe is the set of keys whose intents share one marker. On Redis
 // Cluster it is a hash slot (the marker's tag is chosen to hash to that

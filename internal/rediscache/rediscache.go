@@ -1,9 +1,10 @@
 // Package rediscache is the Redis side of memstore: the key layout, the Lua
 // scripts of the protocol and the mapping of Redis errors.
 //
-// Every logical key lives in one Redis hash, "<namespace>:{<key>}", and the
-// write intents of a stripe of keys in one marker hash that shares the
-// key's slot (see layout.go and scripts.go). Every script touches one slot,
+// Every logical key's cached entry is one plain Redis string, its fill
+// lease a hash beside it, and the write intents of a stripe of keys live in
+// one marker hash that shares the key's slot (see layout.go and
+// scripts.go). Every script touches one slot,
 // so each step is atomic and single-slot on Redis Cluster. Scripts run with
 // EVALSHA and fall back to EVAL on NOSCRIPT (go-redis Script.Run), so a
 // restarted or failed-over server needs no warm-up.
@@ -66,16 +67,25 @@ func New(rdb redis.UniversalClient, ns string, lease time.Duration) *Cache {
 	return &Cache{rdb: rdb, ns: ns, cluster: cluster, leaseArg: ms(lease)}
 }
 
-// Key returns the Redis key of a logical key's hash.
+// Key returns the Redis key of a logical key's cached entry.
 func (c *Cache) Key(key string) string { return KeyOf(c.ns, key) }
 
-// KeyOf returns the Redis key of a logical key's hash in namespace ns.
-func KeyOf(ns, key string) string {
-	b := make([]byte, 0, len(ns)+len(key)+3)
+// KeyOf returns the Redis key of a logical key's cached entry in namespace
+// ns: "ns:{=key}". The '=' keeps the hash tag non-empty for a key that
+// begins with '}', so the entry and its lease always share a slot.
+func KeyOf(ns, key string) string { return keyOf(ns, key, "") }
+
+// LeaseOf returns the Redis key of a logical key's fill lease: its
+// entry's key and ":l".
+func LeaseOf(ns, key string) string { return keyOf(ns, key, ":l") }
+
+func keyOf(ns, key, suffix string) string {
+	b := make([]byte, 0, len(ns)+len(key)+4+len(suffix))
 	b = append(b, ns...)
-	b = append(b, ':', '{')
+	b = append(b, ':', '{', '=')
 	b = append(b, key...)
 	b = append(b, '}')
+	b = append(b, suffix...)
 	return string(b)
 }
 
@@ -93,8 +103,15 @@ func (c *Cache) Marker(stripe int) string {
 	return c.ns + ":{" + slotTag(stripe) + "}:m"
 }
 
+// keys are the KEYS of a key's scripts: its entry, its lease and its
+// stripe's marker.
 func (c *Cache) keys(key string) []string {
-	return []string{c.Key(key), c.Marker(c.Stripe(key))}
+	h := c.Key(key)
+	stripe := 0
+	if c.cluster {
+		stripe = Slot(h)
+	}
+	return []string{h, h + ":l", c.Marker(stripe)}
 }
 
 func ms(d time.Duration) int64 {
@@ -105,12 +122,12 @@ func ms(d time.Duration) int64 {
 	return m
 }
 
-// Hit reads the cached entry with one plain HGET: the hit path. A value
-// present in the hash is always current (see the rules in scripts.go), so a
-// hit needs neither Lua nor a token; only a miss runs the get script. found
-// is false on a miss.
+// Hit reads the cached entry with one plain GET: the hit path. An entry
+// present is always current (see the rules in scripts.go), so a hit needs
+// neither Lua nor a token; only a miss runs the get script. found is false
+// on a miss.
 func (c *Cache) Hit(ctx context.Context, key string) (entry []byte, found bool, err error) {
-	cmd := redis.NewStringCmd(ctx, "hget", c.Key(key), "v")
+	cmd := redis.NewStringCmd(ctx, "get", c.Key(key))
 	_ = c.rdb.Process(ctx, cmd)
 	v, err := cmd.Result()
 	if err != nil {
@@ -192,8 +209,8 @@ func parseMark(v any) (Mark, error) {
 
 // Fill installs a sealed entry under the lease token. It reports whether the
 // entry was installed.
-func (c *Cache) Fill(ctx context.Context, key, token string, sealed []byte, version uint64, ttl time.Duration) (bool, error) {
-	n, err := fillScript.Run(ctx, c.rdb, c.keys(key), token, sealed, version, ms(ttl)).Int64()
+func (c *Cache) Fill(ctx context.Context, key, token string, sealed []byte, ttl time.Duration) (bool, error) {
+	n, err := fillScript.Run(ctx, c.rdb, c.keys(key), token, sealed, ms(ttl)).Int64()
 	return n == 1, err
 }
 
@@ -229,24 +246,15 @@ func (c *Cache) Confirm(ctx context.Context, stripe int, incarnation string, gen
 
 // Unlease gives up a lease held by token.
 func (c *Cache) Unlease(ctx context.Context, key, token string) error {
-	return unleaseScript.Run(ctx, c.rdb, []string{c.Key(key)}, token).Err()
+	return unleaseScript.Run(ctx, c.rdb, []string{LeaseOf(c.ns, key)}, token).Err()
 }
 
 // UnleaseMany pipelines Unlease.
 func (c *Cache) UnleaseMany(ctx context.Context, ops []Op) []error {
-	cmds := make([]*redis.Cmd, len(ops))
-	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, o := range ops {
-			cmds[i] = unleaseScript.EvalSha(ctx, p, []string{c.Key(o.Key)}, o.Token)
-		}
-		return nil
-	})
+	cmds := c.runMany(ctx, unleaseScript, len(ops), func(i int) []string { return []string{LeaseOf(c.ns, ops[i].Key)} }, func(i int) []any { return []any{ops[i].Token} })
 	errs := make([]error, len(ops))
 	for i, cmd := range cmds {
 		errs[i] = cmd.Err()
-		if isNoScript(errs[i]) {
-			errs[i] = unleaseScript.Eval(ctx, c.rdb, []string{c.Key(ops[i].Key)}, ops[i].Token).Err()
-		}
 	}
 	return errs
 }
@@ -272,7 +280,7 @@ type Op struct {
 
 // FillMany pipelines Fill. It reports which entries were installed.
 func (c *Cache) FillMany(ctx context.Context, ops []Op) ([]bool, []error) {
-	return c.manyInts(ctx, ops, fillScript, func(o Op) []any { return []any{o.Token, o.Sealed, o.Version, ms(o.TTL)} })
+	return c.manyInts(ctx, ops, fillScript, func(o Op) []any { return []any{o.Token, o.Sealed, ms(o.TTL)} })
 }
 
 // BeginMany pipelines Begin.

@@ -2,14 +2,17 @@ package rediscache
 
 import "github.com/redis/go-redis/v9"
 
-// The scripts touch a key's hash (KEYS[1]) and, where they need intents or
-// the generation, its stripe's marker (KEYS[2]); both share one slot.
+// The scripts of a key take KEYS entry, lease, marker (Cache.keys): the
+// key's cached entry, its lease hash and its stripe's marker, all in one
+// slot (layout.go).
 //
-// Key hash fields:
+// The entry is a plain string, the sealed entry (codec header, which holds
+// the row version, then the payload), so a hit is a plain GET and a batch
+// of hits a plain MGET.
 //
-//	v        the sealed entry (codec header + payload), or absent
-//	ver      the row version of v (kept apart so scripts compare it cheaply)
-//	l, ld    the fill lease: its token and deadline (ms, Redis clock)
+// Lease hash fields, while a fill lease lives:
+//
+//	l, ld    the lease's token and deadline (ms, Redis clock)
 //	lg       the marker generation the lease was granted under
 //
 // Marker fields:
@@ -21,12 +24,13 @@ import "github.com/redis/go-redis/v9"
 //
 // Rules, and why they make Redis data loss harmless:
 //
-//   - v is present only while no intent of its key lives: begin records the
-//     intent and drops v and the lease in one script, and a lease is never
-//     granted while an intent lives. So a hit is one plain HGET of v.
-//   - Intents live in the marker, not in the key's hash, so evicting a key's
-//     hash loses only its value and lease: never the fact that a write is in
-//     flight.
+//   - An entry is present only while no intent of its key lives: begin
+//     records the intent and drops the entry and the lease in one script,
+//     and a lease is never granted while an intent lives. So a hit is one
+//     plain GET.
+//   - Intents live in the marker, not beside the key, so evicting a key's
+//     entry or lease loses only a cached value or a fill: never the fact
+//     that a write is in flight.
 //   - Losing a marker (flush, restart, eviction) loses intents. A new marker
 //     is pending: no lease is granted in it until the database has fenced
 //     the stripe (bumped its generation, which makes every write that began
@@ -61,16 +65,25 @@ local function marker(m, pt)
   redis.call('HSET', m, 'pt', pt)
   return false, pt
 end
--- grant is a miss's answer for hash h under confirmed generation g at time
--- t: 2 if a write is in flight, 3 if another reader's lease is live (and
--- force is unset), else 0, having granted the lease to tok for ms.
-local function grant(h, m, g, t, tok, ms, force)
+-- grant is a miss's answer for entry h (lease hash l) under confirmed
+-- generation g at time t: 2 if a write is in flight, 3 if another reader's
+-- lease is live (and force is unset), else 0, having granted the lease to
+-- tok for ms.
+local function grant(h, l, m, g, t, tok, ms, force)
   if intent(m, h, t) then return 2 end
-  local l = redis.call('HMGET', h, 'l', 'ld')
-  if l[1] and t < tonumber(l[2]) and not force then return 3 end
-  redis.call('HSET', h, 'l', tok, 'ld', t + ms, 'lg', g)
-  if redis.call('PTTL', h) < ms + 1000 then redis.call('PEXPIRE', h, ms + 1000) end
+  local r = redis.call('HMGET', l, 'l', 'ld')
+  if r[1] and t < tonumber(r[2]) and not force then return 3 end
+  redis.call('HSET', l, 'l', tok, 'ld', t + ms, 'lg', g)
+  redis.call('PEXPIRE', l, ms + 1000)
   return 0
+end
+-- version returns the row version in sealed entry v's header (big-endian,
+-- bytes 6 to 13), or -1 for bytes too short to be an entry.
+local function version(v)
+  if #v < 13 then return -1 end
+  local n = 0
+  for i = 6, 13 do n = n * 256 + string.byte(v, i) end
+  return n
 end
 -- unintent removes token tok from hash h's intents in marker m.
 local function unintent(m, h, tok)
@@ -90,7 +103,7 @@ local function unintent(m, h, tok)
 end
 `
 
-// getScript: KEYS hash, marker; ARGV token, lease ms, force ("1": take the
+// getScript: KEYS entry, lease, marker; ARGV token, lease ms, force ("1": take the
 // lease over from another holder). Replies:
 //
 //	bulk v     hit: the sealed entry
@@ -101,40 +114,39 @@ end
 var getScript = redis.NewScript(getSource)
 
 const getSource = luaLib + `
-local h, m = KEYS[1], KEYS[2]
-local v = redis.call('HGET', h, 'v')
+local h, l, m = KEYS[1], KEYS[2], KEYS[3]
+local v = redis.call('GET', h)
 if v then return v end
 local g, pt = marker(m, ARGV[1])
 if not g then return {4, pt} end
-return grant(h, m, g, now(), ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1')
+return grant(h, l, m, g, now(), ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1')
 `
 
-// fillScript: KEYS hash, marker; ARGV token, sealed entry, version, ttl ms.
+// fillScript: KEYS entry, lease, marker; ARGV token, sealed entry, ttl ms.
 // Installs the entry only if the same lease is still held, unexpired, and
 // was granted under the marker's current generation. Replies 1 if
 // installed, 0 if refused. No intent can live here: begin drops the lease,
 // and no lease is granted while an intent lives.
 var fillScript = redis.NewScript(`
-local h, m = KEYS[1], KEYS[2]
-local r = redis.call('HMGET', h, 'l', 'ld', 'lg')
+local h, l, m = KEYS[1], KEYS[2], KEYS[3]
+local r = redis.call('HMGET', l, 'l', 'ld', 'lg')
 if r[1] ~= ARGV[1] then return 0 end
-redis.call('HDEL', h, 'l', 'ld', 'lg')
+redis.call('DEL', l)
 local t = redis.call('TIME')
 if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) >= tonumber(r[2]) then return 0 end
 local g = redis.call('HGET', m, 'g')
 if not g or g ~= r[3] then return 0 end
-redis.call('HSET', h, 'v', ARGV[2], 'ver', ARGV[3])
-redis.call('PEXPIRE', h, tonumber(ARGV[4]))
+redis.call('SET', h, ARGV[2], 'PX', ARGV[3])
 return 1
 `)
 
-// beginScript: KEYS hash, marker; ARGV token, intent ms. Records the write
+// beginScript: KEYS entry, lease, marker; ARGV token, intent ms. Records the write
 // intent in the marker (creating a pending one if it was lost) and drops the
 // key's value and lease, so no fill that started before the write can land.
 // Replies {generation or nil while pending, incarnation token}. Running it
 // twice for one token records one intent.
 var beginScript = redis.NewScript(luaLib + `
-local h, m = KEYS[1], KEYS[2]
+local h, m = KEYS[1], KEYS[3]
 local g, pt = marker(m, ARGV[1])
 local t = now()
 local d = t + tonumber(ARGV[2])
@@ -147,31 +159,28 @@ else
   s = string.format('%.0f', math.max(tonumber(old), d)) .. toks
 end
 redis.call('HSET', m, 'i:' .. h, s)
-redis.call('HDEL', h, 'v', 'ver', 'l', 'ld', 'lg')
+redis.call('DEL', h, KEYS[2])
 return {g, pt}
 `)
 
-// endScript: KEYS hash, marker; ARGV token. Clears this write's intent. It
-// leaves the key's hash alone: nothing can have been filled while the
+// endScript: KEYS entry, lease, marker; ARGV token. Clears this write's
+// intent. It leaves the entry alone: nothing can have been filled while the
 // intent lived, and a fill under a newer generation read the committed row.
 var endScript = redis.NewScript(luaLib + `
-unintent(KEYS[2], KEYS[1], ARGV[1])
+unintent(KEYS[3], KEYS[1], ARGV[1])
 return 1
 `)
 
-// repairScript: KEYS hash, marker; ARGV token, version. The reconciler's end
-// for an outbox row: clears the intent if it is still there and drops a
-// cached value older than the committed version. Replies 1 if it dropped one.
+// repairScript: KEYS entry, lease, marker; ARGV token, version. The
+// reconciler's end for a committed write: clears the intent if it is still
+// there and drops a cached entry older than the committed version. Replies
+// 1 if it dropped one.
 var repairScript = redis.NewScript(luaLib + `
 local h = KEYS[1]
-unintent(KEYS[2], h, ARGV[1])
-local ver = redis.call('HGET', h, 'ver')
-if ver and tonumber(ver) < tonumber(ARGV[2]) then
-  redis.call('HDEL', h, 'v', 'ver')
-  return 1
-end
-if not ver and redis.call('HEXISTS', h, 'v') == 1 then
-  redis.call('HDEL', h, 'v')
+unintent(KEYS[3], h, ARGV[1])
+local v = redis.call('GET', h)
+if v and version(v) < tonumber(ARGV[2]) then
+  redis.call('DEL', h)
   return 1
 end
 return 0
@@ -188,23 +197,23 @@ if not r[2] or tonumber(r[2]) < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1
 return 1
 `)
 
-// unleaseScript: KEYS hash; ARGV token. Gives up a lease this reader holds
+// unleaseScript: KEYS lease; ARGV token. Gives up a lease this reader holds
 // (its DB read failed), so waiters need not wait out the deadline.
 var unleaseScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'l') == ARGV[1] then
-  redis.call('HDEL', KEYS[1], 'l', 'ld', 'lg')
+  redis.call('DEL', KEYS[1])
   return 1
 end
 return 0
 `)
 
-// dropScript: KEYS hash; ARGV bytes. Drops the value if it still equals
+// dropScript: KEYS entry; ARGV bytes. Drops the entry if it still equals
 // the bytes given (a corrupt or foreign entry seen by a reader), so a fresh
-// entry installed meanwhile survives. An empty ARGV drops any value.
+// entry installed meanwhile survives. An empty ARGV drops any entry.
 var dropScript = redis.NewScript(`
-local v = redis.call('HGET', KEYS[1], 'v')
+local v = redis.call('GET', KEYS[1])
 if v and (ARGV[1] == '' or v == ARGV[1]) then
-  redis.call('HDEL', KEYS[1], 'v', 'ver')
+  redis.call('DEL', KEYS[1])
   return 1
 end
 return 0
