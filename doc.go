@@ -31,18 +31,20 @@
 //     one load, but a caller takes a shared result only when it is
 //     provably fresh for it (see flight in read.go).
 //   - Set and Delete record a write intent in the marker and drop the value
-//     and lease (begin), then commit the row, its new version and an outbox
-//     row in one statement, and return. The commit happens only if the
-//     stripe's generation in the database is still the one begin saw. The
-//     intent is cleared (end) in the background right after: until then it
-//     sends readers to the database, which holds the committed row. An end
-//     that never runs (the process died) is replayed from the outbox by the
-//     reconciler within Options.ReconcileAge. Store.Sync waits for the ends
-//     of the writes that returned.
+//     and lease (begin), then commit the row and its new version in one
+//     statement, and return. The row is its own outbox: it keeps the
+//     write's token and time, which is all the reconciler needs. The
+//     commit happens only if the stripe's generation in the database is
+//     still the one begin saw. The intent is cleared (end) in the
+//     background right after: until then it sends readers to the database,
+//     which holds the committed row. An end that never runs (the process
+//     died) is replayed from the rows by the reconciler within
+//     Options.ReconcileAge. Store.Sync waits for the ends of the writes
+//     that returned.
 //   - Redis losing data loses intents. Evicting a key's entry or lease
-//     loses only a cached value or a fill. Losing a marker (FLUSHALL, a restart without
-//     persistence, its eviction under any maxmemory-policy) leaves the
-//     stripe pending: the next reader or writer fences it, one database
+//     loses only a cached value or a fill. Losing a marker (FLUSHALL, a
+//     restart without persistence, its eviction under any
+//     maxmemory-policy) leaves the stripe pending: the next reader or writer fences it, one database
 //     write that moves the stripe to a new generation, so that every write
 //     that began under the lost marker either committed before the fence
 //     or cannot commit at all (it then begins again). Fills resume as soon
