@@ -5,6 +5,9 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/memstore/memstore/codec"
 	"github.com/memstore/memstore/internal/sqlstore"
 )
@@ -114,6 +117,13 @@ type Options[T any] struct {
 	MaxKeySize int
 	// MaxValueSize is the largest encoded value in bytes. Default 1 MiB.
 	MaxValueSize int
+
+	// MeterProvider receives the store's metrics, TracerProvider its spans
+	// (see otel.go for the instruments). Default: OpenTelemetry's global
+	// providers (otel.GetMeterProvider, otel.GetTracerProvider), which
+	// record nothing until the application sets them.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 func (o Options[T]) withDefaults() Options[T] {

@@ -63,7 +63,9 @@ func (f *flight) acceptable(start time.Time) bool {
 
 // Get returns the value of key, or an error wrapping ErrNotFound.
 func (s *Store[T]) Get(ctx context.Context, key string) (T, error) {
+	ctx, ob := s.observe(ctx, opGet)
 	v, _, err := s.get(ctx, "get", key)
+	ob.end(err)
 	return v, err
 }
 
@@ -74,11 +76,16 @@ func (s *Store[T]) Get(ctx context.Context, key string) (T, error) {
 // for a deleted one, so versions keep growing across deletes and a
 // compare-and-set that raced with another create loses.
 func (s *Store[T]) GetVersioned(ctx context.Context, key string) (T, uint64, error) {
-	return s.get(ctx, "get", key)
+	ctx, ob := s.observe(ctx, opGet)
+	v, ver, err := s.get(ctx, "get", key)
+	ob.end(err)
+	return v, ver, err
 }
 
 // Refresh drops key's cached entry and reloads it from the DB.
-func (s *Store[T]) Refresh(ctx context.Context, key string) (T, error) {
+func (s *Store[T]) Refresh(ctx context.Context, key string) (_ T, err error) {
+	ctx, ob := s.observe(ctx, opRefresh)
+	defer func() { ob.end(err) }()
 	var zero T
 	if err := s.checkKey("refresh", key); err != nil {
 		return zero, s.count(err)
@@ -434,7 +441,9 @@ func (s *Store[T]) fromRow(row sqlstore.Row) (loaded, error) {
 // filled in one more pipeline. A key the bulk path cannot settle (another
 // reader's lease, a pending marker, a corrupt entry) goes through Get. On
 // error, the map holds the keys that did load.
-func (s *Store[T]) GetMany(ctx context.Context, keys []string) (map[string]T, error) {
+func (s *Store[T]) GetMany(ctx context.Context, keys []string) (_ map[string]T, err error) {
+	ctx, ob := s.observe(ctx, opGetMany)
+	defer func() { ob.end(err) }()
 	out := make(map[string]T, len(keys))
 	keys = dedupe(keys)
 	for _, k := range keys {
@@ -599,6 +608,7 @@ func (s *Store[T]) put(out map[string]T, op, key string, l loaded) error {
 
 // stepMany runs f between the hooks of st for each key of a batch.
 func (s *Store[T]) stepMany(ctx context.Context, st Step, keys []string, f func() error) error {
+	f = s.traceFunc(ctx, st, f) // otel.go
 	if s.opts.Hook == nil {
 		return f()
 	}

@@ -38,6 +38,7 @@ type Store[T any] struct {
 	brk       breaker            // breaker.go
 	deadlines deadlines          // budget.go
 	tasks     chan task          // cleanup.go
+	tel       *telemetry         // otel.go
 
 	st stats
 
@@ -88,6 +89,9 @@ func New[T any](rdb redis.UniversalClient, db *sql.DB, opts *Options[T]) (*Store
 	s.keeping, _ = o.Codec.(codec.KeepingDecoder[T])
 	s.brk.threshold = int32(o.BreakerThreshold)
 	s.brk.quiet = 2 * o.RedisBudget
+	if s.tel, err = newTelemetry(o.Namespace, o.MeterProvider, o.TracerProvider, &s.st, &s.brk, func() int { return len(s.tasks) }); err != nil {
+		return nil, fmt.Errorf("memstore: OpenTelemetry instruments: %w", err)
+	}
 	if o.AutoMigrate {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -132,6 +136,7 @@ func (s *Store[T]) Close() error {
 	s.closeOnce.Do(func() { close(s.stop) })
 	<-s.stopped
 	s.bg.Wait()
+	s.tel.close()
 	return nil
 }
 
@@ -187,6 +192,7 @@ func (s *Store[T]) hook(ctx context.Context, step Step, ph Phase, key string, er
 // when no hook is set. after passes the step's own error through unless the
 // hook replaces it.
 func (s *Store[T]) before(ctx context.Context, st Step, key string) error {
+	s.traceStep(ctx, st, Before, nil)
 	if s.opts.Hook == nil {
 		return nil
 	}
@@ -197,6 +203,7 @@ func (s *Store[T]) before(ctx context.Context, st Step, key string) error {
 }
 
 func (s *Store[T]) after(ctx context.Context, st Step, key string, err error) error {
+	s.traceStep(ctx, st, After, err)
 	if s.opts.Hook == nil {
 		return err
 	}

@@ -16,7 +16,9 @@ import (
 // the database may or may not have applied the write (its commit's reply
 // was lost); reads stay correct either way. Any other error means nothing
 // was written.
-func (s *Store[T]) Set(ctx context.Context, key string, v T, opts ...SetOption) error {
+func (s *Store[T]) Set(ctx context.Context, key string, v T, opts ...SetOption) (err error) {
+	ctx, ob := s.observe(ctx, opSet)
+	defer func() { ob.end(err) }()
 	w, err := s.encode("set", key, v, opts)
 	if err != nil {
 		return s.count(err)
@@ -27,18 +29,22 @@ func (s *Store[T]) Set(ctx context.Context, key string, v T, opts ...SetOption) 
 
 // Delete removes key. It writes a tombstone row, so versions keep growing
 // and CompareAndSet stays exact across deletes.
-func (s *Store[T]) Delete(ctx context.Context, key string) error {
+func (s *Store[T]) Delete(ctx context.Context, key string) (err error) {
+	ctx, ob := s.observe(ctx, opDelete)
+	defer func() { ob.end(err) }()
 	if err := s.checkKey("delete", key); err != nil {
 		return s.count(err)
 	}
-	_, err := s.write(ctx, "delete", []sqlstore.Write{{Key: key, Delete: true}})
+	_, err = s.write(ctx, "delete", []sqlstore.Write{{Key: key, Delete: true}})
 	return err
 }
 
 // CompareAndSet stores v only if key's row version is still expect (as
 // returned by GetVersioned; 0 for a key that never existed). It returns the
 // new version, or an error wrapping ErrConflict.
-func (s *Store[T]) CompareAndSet(ctx context.Context, key string, v T, expect uint64, opts ...SetOption) (uint64, error) {
+func (s *Store[T]) CompareAndSet(ctx context.Context, key string, v T, expect uint64, opts ...SetOption) (_ uint64, err error) {
+	ctx, ob := s.observe(ctx, opCAS)
+	defer func() { ob.end(err) }()
 	w, err := s.encode("cas", key, v, opts)
 	if err != nil {
 		return 0, s.count(err)
@@ -53,7 +59,9 @@ func (s *Store[T]) CompareAndSet(ctx context.Context, key string, v T, expect ui
 
 // SetMany stores every entry in one DB transaction, with the Redis steps
 // pipelined. It is all or nothing in the DB.
-func (s *Store[T]) SetMany(ctx context.Context, entries map[string]T, opts ...SetOption) error {
+func (s *Store[T]) SetMany(ctx context.Context, entries map[string]T, opts ...SetOption) (err error) {
+	ctx, ob := s.observe(ctx, opSetMany)
+	defer func() { ob.end(err) }()
 	keys := make([]string, 0, len(entries))
 	for k := range entries {
 		keys = append(keys, k)
@@ -67,12 +75,14 @@ func (s *Store[T]) SetMany(ctx context.Context, entries map[string]T, opts ...Se
 		}
 		ws[i] = w
 	}
-	_, err := s.write(ctx, "setmany", ws)
+	_, err = s.write(ctx, "setmany", ws)
 	return err
 }
 
 // DeleteMany removes every key in one DB transaction.
-func (s *Store[T]) DeleteMany(ctx context.Context, keys []string) error {
+func (s *Store[T]) DeleteMany(ctx context.Context, keys []string) (err error) {
+	ctx, ob := s.observe(ctx, opDeleteMany)
+	defer func() { ob.end(err) }()
 	keys = dedupe(keys)
 	sort.Strings(keys)
 	ws := make([]sqlstore.Write, len(keys))
@@ -82,7 +92,7 @@ func (s *Store[T]) DeleteMany(ctx context.Context, keys []string) error {
 		}
 		ws[i] = sqlstore.Write{Key: k, Delete: true}
 	}
-	_, err := s.write(ctx, "deletemany", ws)
+	_, err = s.write(ctx, "deletemany", ws)
 	return err
 }
 
