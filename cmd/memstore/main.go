@@ -168,6 +168,7 @@ func NewMain() *Main {
 			"bench":         {summary: "measure memstore beside raw Redis and the classic strategies", run: runBench},
 			"demo":          {summary: "the bug in ten seconds: a stale read in the naive store, none in memstore", run: runDemo},
 			"worker":        {summary: "a worker process of check --processes", run: runWorker, hidden: true},
+			"monitor":       {summary: "watch a live namespace: the share of cached entries consistent with the DB within Δt", run: runMonitor},
 		},
 	}
 }

@@ -56,3 +56,11 @@ func Intent(ctx context.Context, rdb redis.UniversalClient, ns, key string) (boo
 	}
 	return time.Now().UnixMilli() < ms, nil
 }
+
+// Restore puts back a cache entry read earlier (Cache.Raw) as key's value
+// in namespace ns, the way a Redis failover to a replica that missed later
+// writes brings an old entry back. For tests of what notices such an
+// entry: the reconciler and the consistency monitor.
+func Restore(ctx context.Context, rdb redis.UniversalClient, ns, key string, c Cache) error {
+	return rdb.HSet(ctx, Key(ns, key), "v", c.Raw, "ver", c.Version).Err()
+}
