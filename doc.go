@@ -97,6 +97,25 @@
 // the reconciler's wall clock with the writer's: skew between them shifts
 // when a repair runs, never whether a read is correct.
 //
+// # Metrics and traces
+//
+// A store reports to OpenTelemetry (Options.MeterProvider and
+// Options.TracerProvider; by default the global providers, no-ops until
+// the application sets them). Its counters (memstore.hits,
+// memstore.misses, memstore.db.loads, memstore.fills, memstore.errors, ...)
+// are asynchronous instruments read from the counters Stats returns, so a
+// hit does no metric work; each call records memstore.operation.duration
+// by operation and outcome. Each call is a span, memstore.get,
+// memstore.set and so on, whose events are the protocol's steps
+// ("redis.get", "db.load", "redis.fill", each followed by its "... done"),
+// so a slow call shows which step was slow; no span is started while no
+// tracer can record one. The store passes each call's context to go-redis
+// and database/sql, so the spans of go-redis's redisotel
+// (redisotel.InstrumentTracing) and of a pgx tracer (otelpgx, through
+// pgx/v5/stdlib) are children of the store's. The memstore monitor command
+// (package monitor) watches a live namespace for cache entries that
+// disagree with their rows.
+//
 // The packages check, verify, fault, schedule and storetest, and the
 // memstore command, run real workloads with faults against a real
 // redis-server and a real database, record a history and check it for
