@@ -60,10 +60,24 @@ func newStore(t *testing.T, rdb redis.UniversalClient, db *sql.DB, ns string) *m
 // store's documented bound (ReconcileAge, here 1s), and none stale.
 func TestMemstoreUnderFaults(t *testing.T) {
 	t.Parallel()
+	for _, b := range []struct {
+		name string
+		open func(testing.TB) *sql.DB
+	}{
+		{"sqlite", memtest.SQLite},
+		{"postgres", func(t testing.TB) *sql.DB { return memtest.Postgres(t).DB() }},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			memstoreUnderFaults(t, b.open(t))
+		})
+	}
+}
+
+func memstoreUnderFaults(t *testing.T, db *sql.DB) {
 	ctx := context.Background()
 	r := memtest.RedisWith(t, &memtest.RedisOptions{Private: true})
 	rdb := client(r)
-	db := memtest.SQLite(t)
 	s := newStore(t, rdb, db, "faulty")
 	keys := make([]string, 40)
 	for i := range keys {
@@ -412,5 +426,64 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if err := mon.Run(context.Background()); err == nil || errors.Is(err, context.Canceled) {
 		t.Errorf("Run on an unreachable Redis: %v, want a SCAN error", err)
+	}
+}
+
+// TestMemstoreRollbackWithinBound brings an old entry back as a failover to
+// a lagging replica does, the one case the store documents as stale for a
+// while: the reconciler drops it within ReconcileAge (1s here, passes every
+// 200ms), so the monitor sees it disagree at first and resolve within the
+// window, and reports no stale entry.
+func TestMemstoreRollbackWithinBound(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := client(memtest.Redis(t))
+	db := memtest.SQLite(t)
+	s := newStore(t, rdb, db, "rollback")
+	for i := range 5 {
+		k := fmt.Sprintf("k%d", i)
+		if err := s.Set(ctx, k, "v1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := s.Get(ctx, fmt.Sprintf("k%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old, err := inspect.ReadCache(ctx, rdb, "rollback", "k2")
+	if err != nil || !old.Cached {
+		t.Fatalf("cache entry of k2: %+v, %v", old, err)
+	}
+	if err := s.Set(ctx, "k2", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := inspect.Restore(ctx, rdb, "rollback", "k2", old); err != nil {
+		t.Fatal(err)
+	}
+	mon, err := monitor.New(monitor.Config{
+		Redis: rdb, Layout: monitor.Memstore(rdb, db, "rollback"), Name: "rollback",
+		RedisOps: 1000, DBOps: 1000, Passes: 1,
+		Windows: []time.Duration{0, 3 * time.Second},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sum := mon.Summary()
+	t.Log(sum.Line())
+	if sum.Sampled != 5 || sum.Disagreed != 1 || sum.InFlight != 1 || sum.Stale != 0 {
+		t.Errorf("sampled %d, disagreed %d, resolved %d, stale %d; want 5, 1, 1, 0 (%+v)", sum.Sampled, sum.Disagreed, sum.InFlight, sum.Stale, sum)
+	}
+	if w := sum.Windows; w[0].Consistent != 4 || w[1].Consistent != 5 || w[1].Decided != 5 {
+		t.Errorf("windows %+v: want 4 of 5 consistent at once, 5 of 5 within 3s", w)
 	}
 }
