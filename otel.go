@@ -149,7 +149,9 @@ func newTelemetry(ns string, mp metric.MeterProvider, tp trace.TracerProvider, s
 		}
 	}
 	switch {
-	case tp == nil:
+	case tp == nil, globalDelegate(tp):
+		// The global provider, or its stand-in taken before the
+		// application set one (it forwards to it): follow the global.
 		t.followsGlob = true
 	case isNoopTracer(tp):
 	default:
