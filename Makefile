@@ -23,13 +23,13 @@ test: deps lint
 
 # The --exec example the way a Python team runs it: its own pytest suite
 # runs the built memstore command on its adapter (examples/python).
-# examples/go-exec is a package of this module, run by go test above.
+# examples/go-exec is a package of this module, run by go test above;
+# examples/prometheus is a module of its own (the OpenTelemetry SDK and
+# exporter stay out of memstore's go.mod), linted and tested here.
 test-examples: deps bin/memstore
 	cd examples/python && MEMSTORE_BIN=$(CURDIR)/bin/memstore PYTHONDONTWRITEBYTECODE=1 \
 		/usr/bin/python3 -m pytest -q -p no:cacheprovider .
-	# examples/prometheus is a module of its own (the OpenTelemetry SDK and
-	# exporter stay out of memstore's go.mod): vetted and tested here.
-	cd examples/prometheus && $(GO) vet ./... && $(GO) test -race -timeout 5m ./...
+	cd examples/prometheus && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./... && $(GO) test -race -timeout 5m ./...
 
 bin/memstore:
 	$(GO) build -o bin/memstore ./cmd/memstore
