@@ -521,6 +521,7 @@ func (m *Monitor) Summary() Summary {
 		Name: m.cfg.Name, Passes: m.passes, Scanned: m.scanned, Sampled: m.sampled,
 		Vanished: m.vanish, Agreed: m.agreed, Disagreed: m.sampled - m.agreed,
 		Undecided: m.dropped, RedisOps: m.redisOps.Load(), DBOps: m.dbOps.Load(), Errors: m.errs.Load(),
+		Inconsistencies: []Inconsistency{}, // [] in JSON, not null
 	}
 	if !m.start.IsZero() {
 		s.Elapsed = end.Sub(m.start)

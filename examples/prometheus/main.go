@@ -83,8 +83,8 @@ func newStore(rdb redis.UniversalClient, db *sql.DB, mp *sdkmetric.MeterProvider
 	})
 }
 
-// run serves /metrics on ln and writes and reads a few keys every 100ms
-// until ctx ends.
+// run serves /metrics on ln and, every 100ms until ctx ends, reads one of
+// ten keys (after writing each once), and now and then writes one.
 func run(ctx context.Context, ln net.Listener, rdb redis.UniversalClient, db *sql.DB) error {
 	mp, handler, err := newMeterProvider()
 	if err != nil {
@@ -107,7 +107,7 @@ func run(ctx context.Context, ln net.Listener, rdb redis.UniversalClient, db *sq
 		case <-t.C:
 		}
 		key := "user:" + strconv.Itoa(i%10)
-		if i%5 == 0 {
+		if i < 10 || i%7 == 0 {
 			_ = s.Set(ctx, key, "v"+strconv.Itoa(i))
 		}
 		_, _ = s.Get(ctx, key)
