@@ -63,7 +63,7 @@ type memstoreLayout struct {
 }
 
 func (l memstoreLayout) Pattern() string              { return inspect.Pattern(l.ns) }
-func (l memstoreLayout) Key(rk string) (string, bool) { return inspect.KeyOfHash(l.ns, rk) }
+func (l memstoreLayout) Key(rk string) (string, bool) { return inspect.KeyOfEntry(l.ns, rk) }
 func (l memstoreLayout) Versioned() bool              { return true }
 func (l memstoreLayout) String() string               { return "memstore namespace " + l.ns }
 func (l memstoreLayout) WriteInFlight(ctx context.Context, key string) (bool, error) {

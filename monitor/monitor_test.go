@@ -464,7 +464,7 @@ func TestMemstoreRollbackWithinBound(t *testing.T) {
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := inspect.Restore(ctx, rdb, "rollback", "k2", old); err != nil {
+	if err := inspect.WriteRaw(ctx, rdb, "rollback", "k2", old.Raw); err != nil {
 		t.Fatal(err)
 	}
 	mon, err := monitor.New(monitor.Config{
@@ -485,5 +485,49 @@ func TestMemstoreRollbackWithinBound(t *testing.T) {
 	}
 	if w := sum.Windows; w[0].Consistent != 4 || w[1].Consistent != 5 || w[1].Decided != 5 {
 		t.Errorf("windows %+v: want 4 of 5 consistent at once, 5 of 5 within 3s", w)
+	}
+}
+
+// TestOddKeysAndNamespace samples keys and a namespace made of the
+// characters the key layout and SCAN's glob treat specially: every entry
+// is found once, and no lease or marker is taken for one.
+func TestOddKeysAndNamespace(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := client(memtest.Redis(t))
+	db := memtest.SQLite(t)
+	const ns = "n*s?[x]"
+	s := newStore(t, rdb, db, ns)
+	other := newStore(t, rdb, db, "nxs?[x]") // matched by the pattern if ns's glob characters were not escaped
+	keys := []string{"a}:l", "}", "x*y", "k:m", "{b}", "é"}
+	for _, k := range keys {
+		for _, st := range []*memstore.Store[string]{s, other} {
+			if err := st.Set(ctx, k, "v-"+k); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, st := range []*memstore.Store[string]{s, other} {
+		if err := st.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if _, err := st.Get(ctx, k); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mon, err := monitor.New(monitor.Config{
+		Redis: rdb, Layout: monitor.Memstore(rdb, db, ns), Name: ns, RedisOps: 1000, DBOps: 1000, Passes: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sum := mon.Summary()
+	if sum.Scanned != int64(len(keys)) || sum.Sampled != int64(len(keys)) || sum.Agreed != int64(len(keys)) {
+		t.Errorf("scanned %d, sampled %d, agreed %d; want %d each", sum.Scanned, sum.Sampled, sum.Agreed, len(keys))
 	}
 }

@@ -193,7 +193,7 @@ func TestMonitorRolledBackEntry(t *testing.T) {
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := inspect.Restore(ctx, rdb, "app", "user:3", old); err != nil {
+	if err := inspect.WriteRaw(ctx, rdb, "app", "user:3", old.Raw); err != nil {
 		t.Fatal(err)
 	}
 	stdout, stderr, code, _ := run(t, "monitor", "--redis", redisURL, "--db", dbPath, "--namespace", "app",

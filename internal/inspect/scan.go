@@ -12,29 +12,43 @@ import (
 	"github.com/memstore/memstore/internal/rediscache"
 )
 
-// Pattern returns the SCAN MATCH pattern of namespace ns's key hashes (a
-// stripe's marker never matches it: it ends with ":m", a key hash with
-// "}").
+// Pattern returns the SCAN MATCH pattern of namespace ns's cached entries
+// (a lease or a stripe's marker never matches it).
 func Pattern(ns string) string {
+	prefix, suffix := entryAffixes(ns)
+	return globEscape(prefix) + "*" + globEscape(suffix)
+}
+
+// KeyOfEntry returns the logical key of a cached entry's Redis key in
+// namespace ns, as SCAN returns it, and false for a Redis key that is not
+// one.
+func KeyOfEntry(ns, redisKey string) (string, bool) {
+	prefix, suffix := entryAffixes(ns)
+	rest, ok := strings.CutPrefix(redisKey, prefix)
+	if !ok || !strings.HasSuffix(rest, suffix) {
+		return "", false
+	}
+	key := rest[:len(rest)-len(suffix)]
+	return key, rediscache.KeyOf(ns, key) == redisKey
+}
+
+// entryAffixes splits the entry key of any logical key in ns around the
+// key, so the pattern follows rediscache's layout.
+func entryAffixes(ns string) (prefix, suffix string) {
+	const mark = "\x00"
+	p, s, _ := strings.Cut(rediscache.KeyOf(ns, mark), mark)
+	return p, s
+}
+
+func globEscape(s string) string {
 	var b strings.Builder
-	for _, r := range ns {
+	for _, r := range s {
 		if strings.ContainsRune(`*?[]\`, r) {
 			b.WriteByte('\\')
 		}
 		b.WriteRune(r)
 	}
-	b.WriteString(":{*}")
 	return b.String()
-}
-
-// KeyOfHash returns the logical key of a key hash of namespace ns, as SCAN
-// returns it, and false for a Redis key that is not one.
-func KeyOfHash(ns, redisKey string) (string, bool) {
-	rest, ok := strings.CutPrefix(redisKey, ns+":{")
-	if !ok || !strings.HasSuffix(rest, "}") {
-		return "", false
-	}
-	return rest[:len(rest)-1], true
 }
 
 // Intent reports whether a write intent of key is recorded in its
@@ -55,12 +69,4 @@ func Intent(ctx context.Context, rdb redis.UniversalClient, ns, key string) (boo
 		return true, nil // an intent of a layout we do not know: take it as live
 	}
 	return time.Now().UnixMilli() < ms, nil
-}
-
-// Restore puts back a cache entry read earlier (Cache.Raw) as key's value
-// in namespace ns, the way a Redis failover to a replica that missed later
-// writes brings an old entry back. For tests of what notices such an
-// entry: the reconciler and the consistency monitor.
-func Restore(ctx context.Context, rdb redis.UniversalClient, ns, key string, c Cache) error {
-	return rdb.HSet(ctx, Key(ns, key), "v", c.Raw, "ver", c.Version).Err()
 }
