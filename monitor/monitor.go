@@ -130,10 +130,9 @@ type tracked struct {
 	row      Entry     // the row then
 	intent   bool      // a write was in flight then
 	next     int       // index of the next window to re-check at
-	checks   int       // re-checks done
 	due      time.Time
 	lastRow  Entry
-	stale    time.Duration // longest time after at that the cache was seen still stale
+	stale    time.Duration // longest time after at that the cache was seen still stale (the last look)
 	resolved time.Duration // when a check first saw it resolved (-1: not yet)
 }
 
@@ -364,12 +363,16 @@ func (m *Monitor) check(ctx context.Context, key string) {
 	}
 }
 
-// schedule sets t's next re-check: just before its next window ends (a
-// tenth of the window early, at most 50ms), so that a check on time can
-// credit the window. Called with m.mu held.
+// schedule sets t's next re-check within its next window: at a quarter,
+// a half and three quarters of it, and just before it ends (a tenth of the
+// window early, at most 50ms), whichever is first after the last look.
+// Most disagreements are a write landing between the two reads, over in a
+// millisecond or two, and the rest (a repair by a reconciler) take a while:
+// several looks credit each to the window it resolved in even when the
+// host is too busy for any one look to be on time. Called with m.mu held.
 func (m *Monitor) schedule(t *tracked) {
 	w := m.cfg.Windows
-	for t.next < len(w) && w[t.next] <= max(t.stale, 0) {
+	for t.next < len(w) && w[t.next] <= t.stale {
 		t.next++
 	}
 	if t.next >= len(w) {
@@ -382,15 +385,14 @@ func (m *Monitor) schedule(t *tracked) {
 		return
 	}
 	d := w[t.next]
-	if t.checks == 0 {
-		// Most disagreements are a write landing between the two reads,
-		// over in a millisecond or two: a first look at a quarter of the
-		// window credits them to it even when the host is too busy for
-		// the look just before the window ends to be on time.
-		t.due = t.at.Add(d / 4)
-		return
+	end := d - min(d/10, 50*time.Millisecond)
+	for _, off := range []time.Duration{d / 4, d / 2, 3 * d / 4} {
+		if off > t.stale && off < end {
+			t.due = t.at.Add(off)
+			return
+		}
 	}
-	t.due = t.at.Add(d - min(d/10, 50*time.Millisecond))
+	t.due = t.at.Add(end)
 }
 
 // recheckDue re-checks the tracked disagreements that are due.
@@ -416,7 +418,6 @@ func (m *Monitor) recheckDue(ctx context.Context) {
 			continue
 		}
 		m.mu.Lock()
-		t.checks++
 		elapsed := at.Sub(t.at)
 		if c.Cached {
 			t.lastRow = row
