@@ -105,3 +105,28 @@ func TestClusterURL(t *testing.T) {
 		}
 	}
 }
+
+// A failover that loses acknowledged writes (fault.ClusterLossyFailover: a
+// replica cut off its master's stream, then promoted) loses the intents and
+// the cache drops the writes made in between. memstore must still pass: a
+// stale entry the replica kept, or a fill that a lost intent no longer
+// blocks, would be a stale read.
+func TestClusterLossyFailover(t *testing.T) {
+	t.Parallel()
+	r, err := verify.Run(t.Context(), verify.Config{
+		Store: strategies.Memstore(), Cluster: true, DB: filepath.Join(t.TempDir(), "verify.db"),
+		Seed: 7, Faults: []string{verify.FaultClusterLossyFailover},
+		FaultRounds: 6, Duration: time.Minute, RequireFaults: true,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	t.Log(r.Summary())
+	keepHistory(t, r)
+	if !r.Passed() {
+		t.Errorf("memstore did not pass lossy failovers:\n%s", strings.Join(r.Problems(), "\n"))
+	}
+	if n := len(r.Faults); n < 6 {
+		t.Errorf("%d fault windows, want 6", n)
+	}
+}
