@@ -405,7 +405,11 @@ func (f *checkFlags) preflight(ctx context.Context) error {
 		cancel()
 		c.Close()
 		if err != nil {
-			return setupf("cannot reach %s: %v", r, err)
+			what := "Redis"
+			if r.IsCluster() {
+				what = "Redis Cluster"
+			}
+			return setupf("cannot reach %s at %s: %v", what, strings.Join(r.Addrs(), ","), err)
 		}
 	}
 	if err := pingDB(ctx, f.db); err != nil {
