@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -361,4 +362,56 @@ func TestLossyFailoverKeepsAcknowledgedWrites(t *testing.T) {
 	if len(acked) == 0 {
 		t.Errorf("no write acknowledged: the test exercised nothing")
 	}
+}
+
+// On a Sentinel failover client a write waits for the replica to have its
+// intent: with the replica stopped, Set fails with ErrUnavailable and
+// nothing is written; resumed, writes go through again.
+func TestSentinelWriteNeedsReplica(t *testing.T) {
+	t.Parallel()
+	sn := memtest.Sentinel(t)
+	ctx := t.Context()
+	rdb := sn.NewClient(func(o *redis.FailoverOptions) {
+		o.ContextTimeoutEnabled = true
+		o.ReadTimeout = 300 * time.Millisecond
+		o.WriteTimeout = 300 * time.Millisecond
+	})
+	e := &env{t: t, db: memtest.SQLite(t), rdb: rdb}
+	s := storeOn[string](e, rdb, nil)
+	mustSet(t, s, "k", "v1")
+	mustGet(t, s, "k", "v1")
+	master, err := sn.Master(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replica *memtest.RedisServer
+	for _, srv := range sn.Servers() {
+		if srv != master {
+			replica = srv
+		}
+	}
+	if err := replica.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = replica.Resume() })
+	if err := s.Set(ctx, "k", "v2"); !errors.Is(err, memstore.ErrUnavailable) {
+		t.Errorf("Set with the replica stopped: %v, want ErrUnavailable", err)
+	}
+	if err := replica.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, s, "k", "v1") // the failed write wrote nothing
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.Set(ctx, "k", "v3")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Set after the replica resumed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // the replica reconnects on its own schedule
+	}
+	mustSync(t, s)
+	mustGet(t, s, "k", "v3")
 }
