@@ -8,7 +8,7 @@ PKGS        ?= ./...
 ARGS        ?=
 BENCH_ARGS  ?=
 
-.PHONY: all deps test test-short test-examples bin/memstore lint fmt fmt-check vet staticcheck run demo bench chromium screenshots
+.PHONY: all deps test test-short test-examples bin/memstore lint fmt fmt-check vet staticcheck run demo bench chromium screenshots soak-cluster
 
 all: test
 
@@ -59,6 +59,12 @@ fmt:
 # that the exit status is the command's own (0, 1 or 2).
 run: deps bin/memstore
 	./bin/memstore check $(ARGS)
+
+# A long run of the verifier on private Redis Clusters (every store, every
+# cluster fault, worker processes): not part of `make test`. Pass flags
+# with ARGS="...".
+soak-cluster: deps bin/memstore
+	./bin/memstore check --redis-cluster --processes 2 --duration 2m --out out/soak-cluster $(ARGS)
 
 # The thirty-second pitch: the stale read of the naive store, and none in
 # memstore, through the real stores with the race forced by a hook.

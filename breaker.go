@@ -88,6 +88,12 @@ func (s *Store[T]) redisOK(ctx context.Context, err error) (outage bool) {
 		return false
 	case ctx.Err() != nil, errors.As(err, new(hookError)):
 		return false
+	case errors.Is(err, rediscache.ErrReplicas):
+		// Redis answered; a shard's replicas did not keep up. An outage
+		// for this write, not for the store's other calls: the breaker
+		// stays shut.
+		s.brk.success()
+		return true
 	case isCtxErr(err), rediscache.IsUnavailable(err):
 		// A deadline that is not the caller's is the Redis budget's.
 		s.st.errRedis.Add(1)

@@ -84,12 +84,20 @@
 //
 // Failover to a Redis replica with asynchronous replication rolls Redis
 // back to an older state, which is more than losing data: a value a write
-// had already dropped can reappear with the write's intent gone. The outbox
-// reconciler drops such a value within ReconcileAge (it compares the cached
-// version with the committed one), but until then it may be served. A
-// lagging DB replica must not be given to the store: the *sql.DB must reach
-// the primary, since a fill from a replica that has not seen a committed
-// write would cache the old row.
+// had already dropped can reappear with the write's intent gone. So on a
+// *redis.ClusterClient or a Sentinel failover client a write waits, after
+// its begin, until a replica of the key's master has it (Redis WAIT,
+// Options.ReplicaAcks), and fails with ErrUnavailable, nothing written, if
+// none does within two Redis budgets: a shard without a live replica takes
+// no writes. WAIT is not consensus: a failover that promotes a replica
+// other than the one that acknowledged (a shard with several), or a
+// replica that lost the write again (restarted without persistence), still
+// rolls the intent back. The outbox reconciler drops such a value within
+// ReconcileAge (it compares the cached version with the committed one), but
+// until then it may be served. On a plain client with replicas behind it,
+// set ReplicaAcks. A lagging DB replica must not be given to the store: the
+// *sql.DB must reach the primary, since a fill from a replica that has not
+// seen a committed write would cache the old row.
 //
 // Intent deadlines are taken from the Redis server's clock; a writer
 // measures its own deadline (three quarters of IntentTTL) on its monotonic

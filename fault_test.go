@@ -154,7 +154,7 @@ func TestDBUnavailable(t *testing.T) {
 // A writer that dies between the commit and end leaves an intent and an
 // outbox row; the reconciler repairs both within its bound.
 func TestWriterCrashRepairedByReconciler(t *testing.T) {
-	eachDB(t, func(t *testing.T, e *env) {
+	eachRedis(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		crash := errors.New("crash")
 		var crashing atomic.Bool

@@ -13,28 +13,28 @@ import (
 	"github.com/memstore/memstore/internal/inspect"
 )
 
-// roundTrips counts the commands and pipelines a go-redis client sends.
-type roundTrips struct{ cmds, pipelines atomic.Int64 }
+// tripCounter counts the commands and pipelines a go-redis client sends.
+type tripCounter struct{ cmds, pipelines atomic.Int64 }
 
-func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (r *tripCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (r *tripCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		r.cmds.Add(1)
 		return next(ctx, cmd)
 	}
 }
-func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (r *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		r.pipelines.Add(1)
 		return next(ctx, cmds)
 	}
 }
 
-func (r *roundTrips) take() (cmds, pipelines int64) {
+func (r *tripCounter) take() (cmds, pipelines int64) {
 	return r.cmds.Swap(0), r.pipelines.Swap(0)
 }
 
-var _ redis.Hook = (*roundTrips)(nil)
+var _ redis.Hook = (*tripCounter)(nil)
 
 // GetMany of 100 keys is one round trip (an MGET) when they are cached,
 // and three when they are cold (the MGET, the leases, the fills), plus one
@@ -43,7 +43,7 @@ var _ redis.Hook = (*roundTrips)(nil)
 func TestGetManyRoundTrips(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		var rt roundTrips
+		var rt tripCounter
 		rdb := e.client()
 		rdb.AddHook(&rt)
 		s := storeOn[int](e, rdb, nil)

@@ -65,16 +65,51 @@ func eachDB(t *testing.T, f func(t *testing.T, e *env)) {
 	}
 }
 
+// eachRedis runs f as eachDB does, and again on SQLite and PostgreSQL over a
+// Redis Cluster (subtests "cluster/sqlite", "cluster/postgres"): the test
+// binary's shared cluster, three masters and their replicas, under a key
+// prefix of the test's own. f must reach Redis through e.rdb, e.admin and
+// the helpers only (e.redis is nil on the cluster).
+func eachRedis(t *testing.T, f func(t *testing.T, e *env)) {
+	t.Helper()
+	eachDB(t, f)
+	for _, b := range backends {
+		t.Run("cluster/"+b.name, func(t *testing.T) {
+			t.Parallel()
+			e := &env{t: t, cluster: memtest.Cluster(t), db: b.open(t)}
+			e.rdb = e.client()
+			f(t, e)
+		})
+	}
+}
+
 type env struct {
-	t     testing.TB
-	redis *memtest.RedisServer
-	rdb   redis.UniversalClient
-	db    *sql.DB
+	t       testing.TB
+	redis   *memtest.RedisServer  // nil on a cluster
+	cluster *memtest.RedisCluster // nil on a standalone server
+	rdb     redis.UniversalClient
+	db      *sql.DB
+}
+
+// admin is a client of the test's Redis, for looking at what it holds.
+func (e *env) admin() redis.UniversalClient {
+	if e.cluster != nil {
+		return e.cluster.Client()
+	}
+	return e.redis.Client()
 }
 
 // client returns a new Redis client that honours contexts and gives up
 // quickly, as a production client for memstore should.
 func (e *env) client() redis.UniversalClient {
+	if e.cluster != nil {
+		return e.cluster.NewClient(func(o *redis.ClusterOptions) {
+			o.ReadTimeout = 300 * time.Millisecond
+			o.WriteTimeout = 300 * time.Millisecond
+			o.DialTimeout = 300 * time.Millisecond
+			o.MaxRetries = -1
+		})
+	}
 	return e.redis.NewClient(func(o *redis.Options) {
 		o.ContextTimeoutEnabled = true
 		o.ReadTimeout = 300 * time.Millisecond
@@ -103,6 +138,9 @@ func storeOn[T any](e *env, rdb redis.UniversalClient, opts *memstore.Options[T]
 	}
 	if o.Namespace == "" {
 		o.Namespace = nsClean.ReplaceAllString(e.t.Name(), "_")
+		if e.cluster != nil {
+			o.Namespace = e.cluster.Prefix() + o.Namespace
+		}
 	}
 	o.AutoMigrate = true
 	s, err := memstore.New(rdb, e.db, &o)
@@ -116,7 +154,7 @@ func storeOn[T any](e *env, rdb redis.UniversalClient, opts *memstore.Options[T]
 // cached returns the raw cache entry of key, if any.
 func cached[T any](t testing.TB, e *env, s *memstore.Store[T], key string) ([]byte, bool) {
 	t.Helper()
-	c, err := inspect.ReadCache(context.Background(), e.redis.Client(), s.Namespace(), key)
+	c, err := inspect.ReadCache(context.Background(), e.admin(), s.Namespace(), key)
 	if err != nil {
 		t.Fatalf("reading the cache entry of %q: %v", key, err)
 	}

@@ -124,6 +124,16 @@ type Options[T any] struct {
 	// record nothing until the application sets them.
 	MeterProvider  metric.MeterProvider
 	TracerProvider trace.TracerProvider
+	// ReplicaAcks is how many replicas must have a write's intent (Redis
+	// WAIT, on the key's master) before the write touches the database:
+	// a failover to a replica that lacks the intent would lose it, and
+	// the older cached value the write dropped would be served again.
+	// Default: 1 on a *redis.ClusterClient or a Sentinel failover client,
+	// none on a plain client. DisableReplicaAcks turns it off. A write
+	// whose intent is not acknowledged within two RedisBudgets fails with
+	// ErrUnavailable, nothing written.
+	ReplicaAcks        int
+	DisableReplicaAcks bool
 }
 
 func (o Options[T]) withDefaults() Options[T] {

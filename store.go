@@ -87,6 +87,12 @@ func New[T any](rdb redis.UniversalClient, db *sql.DB, opts *Options[T]) (*Store
 		stopped: make(chan struct{}),
 	}
 	s.keeping, _ = o.Codec.(codec.KeepingDecoder[T])
+	if s.opts.ReplicaAcks == 0 && rediscache.Replicated(rdb) {
+		s.opts.ReplicaAcks = 1
+	}
+	if s.opts.DisableReplicaAcks {
+		s.opts.ReplicaAcks = 0
+	}
 	s.brk.threshold = int32(o.BreakerThreshold)
 	s.brk.quiet = 2 * o.RedisBudget
 	if s.tel, err = newTelemetry(o.Namespace, o.MeterProvider, o.TracerProvider, &s.st, &s.brk, func() int { return len(s.tasks) }); err != nil {

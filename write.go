@@ -264,14 +264,21 @@ func (s *Store[T]) begin(ctx context.Context, keys []string, ops []rediscache.Op
 		err := s.stepMany(ctx, StepRedisBegin, keys, func() error {
 			rctx, cancel := s.writeCtx(ctx, len(ops))
 			defer cancel()
+			var err error
 			if len(ops) == 1 {
-				m, err := s.cache.Begin(rctx, ops[0].Key, ops[0].Token, s.opts.IntentTTL)
+				var m rediscache.Mark
+				m, err = s.cache.Begin(rctx, ops[0].Key, ops[0].Token, s.opts.IntentTTL)
 				marks = []rediscache.Mark{m}
-				return err
+			} else {
+				var errs []error
+				marks, errs = s.cache.BeginMany(rctx, ops, s.opts.IntentTTL)
+				err = errors.Join(errs...)
 			}
-			var errs []error
-			marks, errs = s.cache.BeginMany(rctx, ops, s.opts.IntentTTL)
-			return errors.Join(errs...)
+			if err == nil && s.opts.ReplicaAcks > 0 {
+				// The intents must survive a failover (Options.ReplicaAcks).
+				err = s.cache.AwaitReplicas(rctx, keys, s.opts.ReplicaAcks, 2*s.opts.RedisBudget)
+			}
+			return err
 		})
 		if err != nil && !retried && s.retryable(ctx, err) {
 			// Begin is idempotent per token: one more try outlasts a

@@ -2,31 +2,31 @@ package benchkit
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for postgres:// URLs
 	"github.com/redis/go-redis/v9"
 
 	"github.com/memstore/memstore/codec"
+	"github.com/memstore/memstore/internal/randhex"
 	"github.com/memstore/memstore/internal/sqlstore"
-	"github.com/memstore/memstore/memtest"
+	"github.com/memstore/memstore/internal/testenv"
 )
 
 // EnvOptions configure NewEnv. The zero value means the defaults: a private
 // redis-server and a SQLite file, both in a new temporary directory.
 type EnvOptions struct {
-	// Redis is the redis:// URL of a server to use instead of a private
-	// one. Every key of the run is under a random prefix, deleted by Close.
+	// Redis names a Redis to use instead of a private one: a redis:// URL,
+	// or a cluster as redis+cluster://host:port,host:port or a seed list
+	// host:port,host:port. Every key of the run is under a random prefix,
+	// deleted by Close.
 	Redis string
+	// Cluster asks for a private Redis Cluster (three masters, each with a
+	// replica) instead of a private redis-server, when Redis is empty.
+	Cluster bool
 	// DB is where the rows live: empty for a SQLite file in the temporary
 	// directory; a file path for SQLite; a postgres:// URL; or "postgres"
 	// for a private PostgreSQL cluster (initdb in the temporary directory).
@@ -68,99 +68,61 @@ func (o EnvOptions) withDefaults() EnvOptions {
 	return o
 }
 
-// Env is what every row of a run shares: one Redis server and one database.
+// Env is what every row of a run shares: one Redis (a server or a cluster)
+// and one database, built by internal/testenv.
 type Env struct {
 	// DB is the database every store of the run uses.
 	DB *sql.DB
 	// Opts are the options in force, defaults filled in.
 	Opts EnvOptions
 
-	dialect sqlstore.Dialect
-	redis   *redis.Options
-	prefix  string
-	dbDesc  string
-	rdDesc  string
-
-	mu      sync.Mutex
-	closers []func() error
+	testenv.Closers // OnClose, Close
+	dialect         sqlstore.Dialect
+	redis           *testenv.Redis
+	prefix          string
+	dbDesc          string
 }
 
-// NewEnv starts (or connects to) the Redis server and the database of a run.
+// NewEnv starts (or connects to) the Redis and the database of a run.
 // The caller must Close it.
 func NewEnv(ctx context.Context, opts *EnvOptions) (_ *Env, err error) {
 	var o EnvOptions
 	if opts != nil {
 		o = *opts
 	}
-	e := &Env{Opts: o.withDefaults(), prefix: "bench-" + randomHex(4)}
+	e := &Env{Opts: o.withDefaults(), prefix: "bench-" + randhex.String(4)}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, e.Close())
 		}
 	}()
-	dir, err := os.MkdirTemp("", "memstore-bench-")
+	te, err := testenv.New(ctx, testenv.Spec{Redis: o.Redis, Cluster: o.Cluster, DB: o.DB, TempPrefix: "memstore-bench-"})
 	if err != nil {
 		return nil, err
 	}
-	e.OnClose(func() error { return os.RemoveAll(dir) })
-
-	if o.Redis == "" {
-		srv, err := memtest.StartRedis(ctx, dir, nil)
-		if err != nil {
-			return nil, err
-		}
-		e.OnClose(srv.Close)
-		e.redis = srv.Options()
-		e.rdDesc = "private redis-server " + srv.Addr()
-	} else {
-		if e.redis, err = redis.ParseURL(o.Redis); err != nil {
-			return nil, fmt.Errorf("redis URL: %w", err)
-		}
-		e.rdDesc = "redis " + e.redis.Addr
+	e.OnClose(te.Close)
+	e.redis = te.Redis
+	if !e.redis.Started {
 		e.OnClose(e.cleanRedis)
 	}
 	if err := e.Client().Ping(ctx).Err(); err != nil {
-		return nil, fmt.Errorf("redis %s: %w", e.redis.Addr, err)
+		return nil, fmt.Errorf("%s: %w", e.redis, err)
 	}
-
-	owned := true // the run created the database: nothing to clean up in it
+	// One pool for every store of the run, as an application has.
+	if e.DB, err = sql.Open(te.DB.Driver(), te.DB.DSN()); err != nil {
+		return nil, err
+	}
+	e.OnClose(e.DB.Close)
 	switch {
-	case o.DB == "":
-		path := filepath.Join(dir, "bench.db")
-		if e.DB, err = memtest.OpenSQLite(path); err != nil {
-			return nil, err
-		}
-		e.dbDesc = "SQLite " + path
-		e.OnClose(e.DB.Close)
 	case o.DB == "postgres":
-		// A directory of its own: the server runs as the postgres user,
-		// who cannot enter the run's (root-only) temporary directory.
-		c, err := memtest.StartPostgres(ctx, "")
-		if err != nil {
-			return nil, err
-		}
-		e.OnClose(c.Close)
-		pdb, err := c.CreateDB(ctx, "bench")
-		if err != nil {
-			return nil, err
-		}
-		e.OnClose(pdb.Close) // closes the pool, drops the database
-		e.DB, e.dbDesc = pdb.DB(), "private PostgreSQL cluster"
-	case strings.HasPrefix(o.DB, "postgres://"), strings.HasPrefix(o.DB, "postgresql://"):
-		if e.DB, err = sql.Open("pgx", o.DB); err != nil {
-			return nil, err
-		}
-		e.dbDesc, owned = "PostgreSQL", false
-		e.OnClose(e.DB.Close)
+		e.dbDesc = "private PostgreSQL cluster"
+	case te.DB.Dialect == testenv.Postgres:
+		e.dbDesc = "PostgreSQL"
 	default:
-		if e.DB, err = memtest.OpenSQLite(o.DB); err != nil {
-			return nil, err
-		}
-		e.dbDesc, owned = "SQLite "+o.DB, false
-		e.OnClose(e.DB.Close)
+		e.dbDesc = "SQLite " + te.DB.Arg
 	}
 	e.dialect = sqlstore.Detect(e.DB)
-	if !owned {
+	if !te.DB.Owned {
 		e.OnClose(e.cleanDB) // runs before the pool is closed
 	}
 	if err := e.DB.PingContext(ctx); err != nil {
@@ -170,14 +132,22 @@ func NewEnv(ctx context.Context, opts *EnvOptions) (_ *Env, err error) {
 }
 
 // String describes the servers, for reports.
-func (e *Env) String() string { return e.rdDesc + "; " + e.dbDesc }
+func (e *Env) String() string {
+	rd := e.redis.String()
+	if e.redis.Started {
+		rd = "private " + rd
+	}
+	return rd + "; " + e.dbDesc
+}
 
-// Client returns a new Redis client with a pool of its own and
-// ContextTimeoutEnabled, as memstore wants. Close closes it.
+// Cluster reports whether the run's Redis is a Redis Cluster.
+func (e *Env) Cluster() bool { return e.redis.IsCluster() }
+
+// Client returns a new Redis client with a pool of its own and testenv's
+// options (ContextTimeoutEnabled, as memstore wants): a *redis.ClusterClient
+// on a cluster. Close closes it.
 func (e *Env) Client() redis.UniversalClient {
-	o := *e.redis
-	o.ContextTimeoutEnabled = true
-	c := redis.NewClient(&o)
+	c := e.redis.NewClient("")
 	e.OnClose(c.Close)
 	return c
 }
@@ -200,47 +170,12 @@ func value(n int) string {
 	return strings.Repeat(text, n/len(text)+1)[:n]
 }
 
-// OnClose registers f to run at Close (last registered, first run).
-func (e *Env) OnClose(f func() error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.closers = append(e.closers, f)
-}
-
-// Close closes every client, store and table of the run, removes what the
-// run wrote to a server it did not start, and stops what it started.
-func (e *Env) Close() error {
-	e.mu.Lock()
-	cs := e.closers
-	e.closers = nil
-	e.mu.Unlock()
-	var errs []error
-	for i := len(cs) - 1; i >= 0; i-- {
-		errs = append(errs, cs[i]())
-	}
-	return errors.Join(errs...)
-}
-
-// cleanRedis deletes the run's keys from a server it did not start.
+// cleanRedis deletes the run's keys from a Redis it did not start.
 func (e *Env) cleanRedis() error {
-	o := *e.redis
-	c := redis.NewClient(&o)
+	c := e.redis.NewClient("")
 	defer c.Close()
-	ctx := context.Background()
-	iter := c.Scan(ctx, 0, e.prefix+"*", 1000).Iterator()
-	var batch []string
-	var err error
-	for iter.Next(ctx) {
-		batch = append(batch, iter.Val())
-		if len(batch) == 1000 {
-			err = errors.Join(err, c.Del(ctx, batch...).Err())
-			batch = batch[:0]
-		}
-	}
-	if len(batch) > 0 {
-		err = errors.Join(err, c.Del(ctx, batch...).Err())
-	}
-	return errors.Join(err, iter.Err())
+	_, err := testenv.DeletePattern(context.Background(), c, e.prefix+"*")
+	return err
 }
 
 // cleanDB deletes the run's rows from a database it did not create.
@@ -303,9 +238,3 @@ func (t *Table) Put(ctx context.Context, key, value string) error {
 
 // Loads returns how many rows Load has read.
 func (t *Table) Loads() int64 { return t.loads.Load() }
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}

@@ -56,7 +56,8 @@ func (c *Command) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 		asJSON   = fs.Bool("json", false, "print a JSON array of rows instead of the table")
 		out      = fs.String("out", "", "also write bench.json and bench.svg into this directory")
 		db       = fs.String("db", "", `database: a SQLite file, a postgres:// URL, or "postgres" for a private cluster (default: SQLite in a temp dir)`)
-		rurl     = fs.String("redis", "", "redis:// URL of a server to use (default: a private redis-server)")
+		rurl     = fs.String("redis", "", "Redis to use (default: a private redis-server): redis://host:port/db, or a cluster as redis+cluster://host:port,host:port or a seed list host:port,host:port")
+		cluster  = fs.Bool("redis-cluster", false, "run on a private Redis Cluster (3 masters, 3 replicas) instead of a private redis-server")
 		run      = fs.String("run", "", "only rows whose name matches this regexp (and their raw baselines)")
 		value    = fs.Int("value-size", 128, "bytes per stored value")
 		callers  = fs.Int("callers", 200, "goroutines per cold key in the stampede rows")
@@ -68,7 +69,7 @@ func (c *Command) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stdout, "Usage: %s [flags]\n\n"+
 				"Measures memstore beside raw go-redis commands and the classic cache strategies,\n"+
-				"in one process against one private redis-server and one database.\n\nFlags:\n", name)
+				"in one process against one private redis-server (or Redis Cluster) and one database.\n\nFlags:\n", name)
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
 			return nil
@@ -100,7 +101,10 @@ func (c *Command) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 		}
 	}
 
-	env, err := NewEnv(ctx, &EnvOptions{Redis: *rurl, DB: *db, ValueSize: *value, Callers: *callers, ColdKeys: *cold, MissKeys: *miss})
+	if *cluster && *rurl != "" {
+		return &UsageError{errors.New("--redis-cluster and --redis: pick one")}
+	}
+	env, err := NewEnv(ctx, &EnvOptions{Redis: *rurl, Cluster: *cluster, DB: *db, ValueSize: *value, Callers: *callers, ColdKeys: *cold, MissKeys: *miss})
 	if err != nil {
 		return err
 	}

@@ -262,7 +262,10 @@ func nth(v string, n uint64) string {
 //
 //	raw/get   GET of a value as long as memstore's cache entry (header + value)
 //	raw/set   SET of such a value, with a TTL
-//	raw/mget  MGET of 100 such keys
+//	raw/mget  MGET of 100 such keys; on a cluster, where keys of many
+//	          slots cannot share an MGET, 100 GETs in one pipeline, which
+//	          the cluster client sends as one pipeline per master (what
+//	          memstore's GetMany does)
 //
 // memstore gets the SubjectRows and memstore/getmany-100, GetMany of 100
 // cached keys.
@@ -328,6 +331,18 @@ func RawRows(env *Env) []Row {
 		{
 			Name: "raw/mget", Kind: KindRaw, Baseline: "raw/mget", Setup: setHot,
 			Op: func(ctx context.Context, _, i int) error {
+				if env.Cluster() {
+					cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+						for _, k := range batches[i%len(batches)] {
+							p.Get(ctx, k)
+						}
+						return nil
+					})
+					if err == nil && len(cmds) != 100 {
+						err = errors.New("raw/mget: wrong length")
+					}
+					return err
+				}
 				vs, err := rdb.MGet(ctx, batches[i%len(batches)]...).Result()
 				if err == nil && len(vs) != 100 {
 					err = errors.New("raw/mget: wrong length")

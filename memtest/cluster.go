@@ -16,6 +16,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/memstore/memstore/internal/randhex"
 )
 
 // clusterSlots is the number of hash slots of every Redis Cluster.
@@ -277,7 +279,7 @@ func sharedClusterHandle(ctx context.Context) (*RedisCluster, error) {
 	if sharedClusterErr != nil {
 		return nil, sharedClusterErr
 	}
-	c := &RedisCluster{set: sharedCluster.set, prefix: "memtest:" + randomHex(8) + ":"}
+	c := &RedisCluster{set: sharedCluster.set, prefix: "memtest:" + randhex.String(8) + ":"}
 	c.client = redis.NewClusterClient(c.Options())
 	return c, nil
 }

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the driver "pgx"
+
+	"github.com/memstore/memstore/internal/randhex"
 )
 
 // EnvPostgresURL names the environment variable that points the PostgreSQL
@@ -343,7 +345,7 @@ func (c *PostgresCluster) CreateDB(ctx context.Context, hint string) (*PostgresD
 	if len(hint) > 40 {
 		hint = hint[:40]
 	}
-	name := "t_" + hint + "_" + randomHex(4)
+	name := "t_" + hint + "_" + randhex.String(4)
 	stmt := "CREATE DATABASE " + quoteIdent(name)
 	switch {
 	case c.proc == nil:

@@ -3,8 +3,6 @@ package memtest
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -415,10 +413,4 @@ func (s *RedisServer) removeDir() {
 	if s.ownsDir {
 		_ = os.RemoveAll(s.dir)
 	}
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/memstore/memstore/internal/randhex"
 )
 
 // A shared server is split among tests, which may run in many test binaries
@@ -83,7 +85,7 @@ func leaseDB(ctx context.Context, admin *redis.Client, base *redis.Options) (*Re
 	if n < 2 {
 		return nil, errNoSelect
 	}
-	token := randomHex(16)
+	token := randhex.String(16)
 	deadline := time.Now().Add(leaseWaitMax)
 	for {
 		for db := 0; db < n; db++ {
@@ -173,7 +175,7 @@ func isSelectRefused(err error) bool {
 }
 
 func prefixIsolation(ctx context.Context, admin *redis.Client, base *redis.Options) (*RedisServer, error) {
-	s := &RedisServer{base: base, shared: true, prefix: "memtest:" + randomHex(8) + ":"}
+	s := &RedisServer{base: base, shared: true, prefix: "memtest:" + randhex.String(8) + ":"}
 	s.client = redis.NewClient(s.Options())
 	if err := deletePrefix(ctx, s.client, s.prefix); err != nil {
 		s.client.Close()

@@ -58,6 +58,7 @@ import (
 
 	"github.com/memstore/memstore"
 	"github.com/memstore/memstore/fault"
+	"github.com/memstore/memstore/internal/testenv"
 	"github.com/memstore/memstore/memtest"
 	"github.com/memstore/memstore/strategies"
 	"github.com/memstore/memstore/verify"
@@ -296,18 +297,13 @@ func Check(ctx context.Context, h Harness) error {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	dir, err := os.MkdirTemp("", "storetest-")
+	te, err := testenv.New(ctx, testenv.Spec{TempPrefix: "storetest-"})
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	rs, err := memtest.StartRedis(ctx, dir, nil)
-	if err != nil {
-		return err
-	}
-	defer rs.Close()
+	defer te.Close()
 	h = h.withDefaults()
-	s := &suite{h: h, rs: rs, dialect: dialectSQLite, dbArg: filepath.Join(dir, "storetest.db")}
+	s := &suite{h: h, rs: te.Redis.Server, dialect: dialectSQLite, dbArg: te.DB.Arg}
 	s.historyDir = func() (string, error) {
 		d := h.HistoryDir
 		if d == "" {

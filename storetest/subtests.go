@@ -13,12 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/memstore/memstore"
 	"github.com/memstore/memstore/codec"
 	"github.com/memstore/memstore/fault"
 	"github.com/memstore/memstore/history"
+	"github.com/memstore/memstore/internal/testenv"
 	"github.com/memstore/memstore/memtest"
 	"github.com/memstore/memstore/verify"
 )
@@ -121,36 +120,25 @@ func (s *suite) instances(ctx context.Context, n int, hook memstore.Hook, ttl ti
 	return s.instancesIn(ctx, fmt.Sprintf("storetest-%d", s.seq.Add(1)), n, hook, ttl)
 }
 
-// instancesIn opens n instances of the store in namespace ns.
+// instancesIn opens n instances of the store in namespace ns, each with a
+// Redis client and a DB handle of its own (internal/testenv's options).
 func (s *suite) instancesIn(ctx context.Context, ns string, n int, hook memstore.Hook, ttl time.Duration) (sts []Store, close func(), err error) {
-	var closers []func()
-	close = func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
+	var closers testenv.Closers
+	close = func() { _ = closers.Close() }
+	r := testenv.Standalone(s.rs)
+	d := &testenv.DB{Dialect: testenv.SQLite, Arg: s.dbArg}
+	if s.dialect == dialectPostgres {
+		d.Dialect = testenv.Postgres
 	}
 	for i := range n {
-		ro := s.redisOptions()
-		rdb := redis.NewClient(ro)
-		var db *sql.DB
-		if s.dialect == dialectPostgres {
-			db, err = sql.Open("pgx", s.dbArg)
-		} else {
-			db, err = sql.Open("sqlite", memtest.SQLiteDSN(s.dbArg))
-		}
+		rdb := r.NewClient("")
+		db, err := d.Open()
 		if err != nil {
 			rdb.Close()
 			close()
 			return nil, nil, err
 		}
-		if s.dialect == dialectSQLite {
-			// One connection per instance: SQLite has one writer at a
-			// time, and a connection that finds the lock taken sleeps in
-			// SQLite's busy handler; a Go queue is kinder to a loaded
-			// machine.
-			db.SetMaxOpenConns(1)
-		}
-		closers = append(closers, func() { rdb.Close(); db.Close() })
+		closers.OnClose(func() error { return errors.Join(rdb.Close(), db.Close()) })
 		env := Env{Redis: rdb, DB: db, Dialect: s.dialect, Namespace: ns, Hook: hook, TTL: ttl, Migrate: i == 0}
 		env.RedisAddr, env.RedisURL = redisAddr(rdb)
 		st, err := s.h.New(ctx, env)
@@ -162,20 +150,10 @@ func (s *suite) instancesIn(ctx context.Context, ns string, n int, hook memstore
 			close()
 			return nil, nil, errors.New("harness New returned a nil Store")
 		}
-		closers = append(closers, func() { _ = adapted{st}.Close() })
+		closers.OnClose(func() error { return adapted{st}.Close() })
 		sts = append(sts, st)
 	}
 	return sts, close, nil
-}
-
-func (s *suite) redisOptions() *redis.Options {
-	o := s.rs.Options()
-	o.ContextTimeoutEnabled = true
-	o.DialTimeout = 250 * time.Millisecond
-	o.ReadTimeout = 250 * time.Millisecond
-	o.WriteTimeout = 250 * time.Millisecond
-	o.PoolTimeout = 250 * time.Millisecond
-	return o
 }
 
 // verify runs a short workload with faults (and the extra nemesis n, if

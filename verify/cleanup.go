@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/memstore/memstore/internal/testenv"
 )
 
 // cleanup removes the run's Redis keys from a server the run did not start
@@ -14,7 +16,7 @@ func (e *engine) cleanup(ctx context.Context) []string {
 	var notes []string
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if !e.env.ownRedis {
+	if !e.env.redis.Started {
 		n, err := e.deleteKeys(ctx, globEscape(e.env.namespace)+"*")
 		switch {
 		case err != nil:
@@ -29,23 +31,8 @@ func (e *engine) cleanup(ctx context.Context) []string {
 	return notes
 }
 
-// deleteKeys deletes the keys matching pattern, a SCAN page at a time.
+// deleteKeys deletes the keys matching pattern, on every server of a
+// cluster.
 func (e *engine) deleteKeys(ctx context.Context, pattern string) (int, error) {
-	var cursor uint64
-	n := 0
-	for {
-		keys, next, err := e.env.admin.Scan(ctx, cursor, pattern, 1000).Result()
-		if err != nil {
-			return n, err
-		}
-		if len(keys) > 0 {
-			if err := e.env.admin.Del(ctx, keys...).Err(); err != nil {
-				return n, err
-			}
-			n += len(keys)
-		}
-		if cursor = next; cursor == 0 {
-			return n, nil
-		}
-	}
+	return testenv.DeletePattern(ctx, e.env.admin, pattern)
 }

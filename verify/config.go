@@ -10,6 +10,7 @@ import (
 	"github.com/memstore/memstore/check"
 	"github.com/memstore/memstore/fault"
 	"github.com/memstore/memstore/history"
+	"github.com/memstore/memstore/internal/testenv"
 	"github.com/memstore/memstore/memtest"
 	"github.com/memstore/memstore/strategies"
 )
@@ -65,6 +66,20 @@ type Config struct {
 	// redis://127.0.0.1:6379/0. Process faults are then left out. When both
 	// are empty, Run starts a private redis-server in a temporary directory.
 	RedisURL string
+	// RedisCluster is a Redis Cluster to run against instead, from
+	// memtest (ClusterWith with Private, or StartCluster). A private one
+	// allows the cluster faults (failovers, slot migration, a paused
+	// master). ClusterProxies, when the cluster's nodes announce them
+	// (memtest.ClusterOptions.Announce), allows the network faults and
+	// node-partition too.
+	RedisCluster   *memtest.RedisCluster
+	ClusterProxies *fault.ClusterProxies
+	// Cluster asks Run for a private Redis Cluster (three masters, each
+	// with a replica) in a temporary directory, instead of a private
+	// redis-server, when no Redis is named. RedisURL may name a cluster
+	// too: redis+cluster://host:port,host:port, or a seed list
+	// host:port,host:port.
+	Cluster bool
 	// DB is a SQLite file path or a postgres:// URL. The engine opens one
 	// handle per store instance. Empty: a SQLite file in a temporary
 	// directory.
@@ -234,6 +249,8 @@ func (c Config) withDefaults() (Config, error) {
 			return c, errors.New("verify: Config.Exec has no Command")
 		case c.Processes > 0:
 			return c, errors.New("verify: Config.Exec runs adapters, not worker processes: Processes must be 0")
+		case c.onCluster():
+			return c, errors.New("verify: Config.Exec on a Redis Cluster: the exec protocol names one Redis server (MEMSTORE_REDIS_URL)")
 		}
 		if c.Store.Name == "" {
 			c.Store.Name = c.Exec.Name
@@ -308,6 +325,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Faults == nil {
 		c.Faults = DefaultFaults()
+		if c.onCluster() {
+			c.Faults = DefaultClusterFaults()
+		}
 	}
 	for _, f := range c.Faults {
 		if f != "none" && !knownFault(f) {
@@ -315,6 +335,20 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// onCluster reports whether the run's Redis is a Redis Cluster.
+func (c Config) onCluster() bool {
+	switch {
+	case c.Redis != nil:
+		return false
+	case c.RedisCluster != nil:
+		return true
+	case c.RedisURL != "":
+		r, err := testenv.Parse(c.RedisURL)
+		return err == nil && r.IsCluster()
+	}
+	return c.Cluster
 }
 
 // DefaultOutcome classifies a call's error the way the strategies.KV contract

@@ -6,7 +6,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -420,13 +419,19 @@ func (e *engine) setup(ctx context.Context) error {
 	if e.cfg.Exec != nil {
 		return e.setupExec(ctx, network)
 	}
+	if network && e.env.cproxies != nil {
+		// A cluster's clients reach its nodes through the proxies the
+		// nodes announce: the network faults act on those, for every
+		// instance and worker at once.
+		e.proxies = e.env.cproxies.All()
+	}
 	for i := range e.cfg.Instances {
 		var d *delayer
 		if !e.cfg.NoDelay {
 			d = newDelayer(e.cfg.MaxDelay, e.cfg.Seed, uint64(100+i))
 		}
 		o := instanceOptions{hook: hook(d, e.env.loads, e.steps()), migrate: i == 0}
-		if network {
+		if network && !e.env.cluster() {
 			p, err := e.newProxy(fmt.Sprintf("redis-instance-%d", i))
 			if err != nil {
 				return err
@@ -453,15 +458,13 @@ func (e *engine) setup(ctx context.Context) error {
 	errs := make([]error, e.cfg.Processes)
 	var wg sync.WaitGroup
 	for p := 1; p <= e.cfg.Processes; p++ {
-		redisURL := e.env.redisURL
-		if network {
+		redisURL := e.env.redisURL("")
+		if network && !e.env.cluster() {
 			px, err := e.newProxy(fmt.Sprintf("redis-worker-%d", p))
 			if err != nil {
 				return err
 			}
-			if redisURL, err = urlVia(e.env.redisURL, px.Addr()); err != nil {
-				return err
-			}
+			redisURL = e.env.redisURL(px.Addr())
 		}
 		w := newWorker(e, p, redisURL)
 		e.workers = append(e.workers, w)
@@ -525,23 +528,13 @@ func (e *engine) setupExec(ctx context.Context, network bool) error {
 
 // newProxy starts a TCP proxy in front of Redis, closed with the run.
 func (e *engine) newProxy(name string) (*fault.Proxy, error) {
-	p, err := fault.NewProxy(name, e.env.redisBase.Addr)
+	p, err := fault.NewProxy(name, e.env.redis.Addr())
 	if err != nil {
 		return nil, err
 	}
 	e.env.onClose(p.Close)
 	e.proxies = append(e.proxies, p)
 	return p, nil
-}
-
-// urlVia returns the Redis URL u with its host replaced by addr.
-func urlVia(u, addr string) (string, error) {
-	pu, err := url.Parse(u)
-	if err != nil {
-		return "", err
-	}
-	pu.Host = addr
-	return pu.String(), nil
 }
 
 func (e *engine) targets() []target {
@@ -762,7 +755,8 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 func RunAll(ctx context.Context, cfg Config, factories []strategies.Factory) ([]*Result, error) {
 	base := cfg
 	var tmp *env
-	if cfg.Redis == nil && cfg.RedisURL == "" || cfg.DB == "" {
+	noRedis := cfg.Redis == nil && cfg.RedisURL == "" && cfg.RedisCluster == nil
+	if noRedis || cfg.DB == "" {
 		// Start the shared infrastructure once for all the stores.
 		c := cfg
 		c.Store = strategies.Factory{Name: "all", New: func(context.Context, strategies.Config) (strategies.Store, error) { return nil, nil }}
@@ -771,11 +765,11 @@ func RunAll(ctx context.Context, cfg Config, factories []strategies.Factory) ([]
 			return nil, err
 		}
 		defer tmp.close()
-		if base.Redis == nil && base.RedisURL == "" {
-			base.Redis = tmp.rs
+		if noRedis {
+			base.Redis, base.RedisCluster, base.ClusterProxies = tmp.redis.Server, tmp.redis.Cluster, tmp.cproxies
 		}
 		if base.DB == "" {
-			base.DB = tmp.dbArg
+			base.DB = tmp.db.Arg
 		}
 	}
 	var results []*Result

@@ -2,15 +2,13 @@ package verify
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
-	"os"
-	"path/filepath"
+	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,25 +18,25 @@ import (
 	"github.com/memstore/memstore"
 	"github.com/memstore/memstore/fault"
 	"github.com/memstore/memstore/history"
+	"github.com/memstore/memstore/internal/randhex"
+	"github.com/memstore/memstore/internal/testenv"
 	"github.com/memstore/memstore/memtest"
 	"github.com/memstore/memstore/strategies"
 )
 
-// env is the infrastructure of one run: the Redis server (or URL), the DB,
-// the namespace, and the store instances built over them.
+// env is the infrastructure of one run: the Redis (a server, a cluster or a
+// URL), the DB, the namespace, and the store instances built over them.
+// testenv builds the Redis and the DB; env adds what a run needs on top.
 type env struct {
 	cfg *Config
 
-	rs        *memtest.RedisServer // nil when only a URL is known
-	ownRedis  bool                 // rs was started here: close it
-	redisURL  string               // for worker processes
-	redisBase *redis.Options
-	admin     redis.UniversalClient // no proxy, no faults: for fault control and snapshots
+	redis *testenv.Redis
+	// cproxies are the proxies a cluster's nodes announce, when network
+	// faults are on and the cluster is the run's (or given with them).
+	cproxies *fault.ClusterProxies
+	admin    redis.UniversalClient // no proxy, no faults: for fault control and snapshots
 
-	dbDriver string // "sqlite" or "pgx"
-	dbDSN    string
-	dbArg    string // what workers are given: a path or a URL
-	tmpDir   string // removed by close
+	db *testenv.DB
 
 	namespace string
 	loads     *loadCounter
@@ -47,9 +45,9 @@ type env struct {
 	onHang func(Hang)
 	clock  func() time.Duration
 
-	mu      sync.Mutex
-	closers []func() error
-	notes   []string
+	testenv.Closers
+	mu    sync.Mutex
+	notes []string
 }
 
 // instance is one store instance with its own Redis client and DB handle.
@@ -79,24 +77,10 @@ func (e *env) getNotes() []string {
 	return append([]string{}, e.notes...)
 }
 
-func (e *env) onClose(f func() error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.closers = append(e.closers, f)
-}
+func (e *env) onClose(f func() error) { e.Closers.OnClose(f) }
 
 // close releases everything, last opened first.
-func (e *env) close() error {
-	e.mu.Lock()
-	cl := e.closers
-	e.closers = nil
-	e.mu.Unlock()
-	var errs []error
-	for i := len(cl) - 1; i >= 0; i-- {
-		errs = append(errs, cl[i]())
-	}
-	return errors.Join(errs...)
-}
+func (e *env) close() error { return e.Closers.Close() }
 
 func newEnv(ctx context.Context, cfg *Config) (_ *env, err error) {
 	e := &env{cfg: cfg, loads: newLoadCounter()}
@@ -105,121 +89,92 @@ func newEnv(ctx context.Context, cfg *Config) (_ *env, err error) {
 			_ = e.close()
 		}
 	}()
-	needTmp := cfg.DB == "" || (cfg.Redis == nil && cfg.RedisURL == "")
-	if needTmp {
-		if e.tmpDir, err = os.MkdirTemp("", "memstore-verify-"); err != nil {
-			return nil, err
-		}
-		dir := e.tmpDir
-		e.onClose(func() error { return os.RemoveAll(dir) })
+	spec := testenv.Spec{
+		Redis:          cfg.RedisURL,
+		Server:         cfg.Redis,
+		ClusterFixture: cfg.RedisCluster,
+		Cluster:        cfg.Cluster,
+		DB:             cfg.DB,
+		TempPrefix:     "memstore-verify-",
 	}
-
-	// Redis.
-	switch {
-	case cfg.Redis != nil:
-		e.rs = cfg.Redis
-		e.redisBase = cfg.Redis.Options()
-		e.redisURL = cfg.Redis.URL()
-	case cfg.RedisURL != "":
-		if e.redisBase, err = redis.ParseURL(cfg.RedisURL); err != nil {
-			return nil, fmt.Errorf("verify: Redis URL: %w", err)
-		}
-		e.redisURL = cfg.RedisURL
-	default:
-		dir := filepath.Join(e.tmpDir, "redis")
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			return nil, err
-		}
-		rs, err := memtest.StartRedis(ctx, dir, nil)
-		if err != nil {
-			return nil, fmt.Errorf("verify: %w", err)
-		}
-		e.rs, e.ownRedis = rs, true
-		e.onClose(rs.Close)
-		e.redisBase = rs.Options()
-		e.redisURL = rs.URL()
+	faults := cfg.Faults
+	if faults == nil { // RunAll's shared environment: no defaults yet
+		faults = DefaultClusterFaults()
 	}
-	e.admin = redis.NewClient(e.redisOptions(""))
+	network := slices.ContainsFunc(faults, isNetworkFault) || slices.Contains(faults, FaultNodePartition)
+	if cfg.RedisCluster != nil {
+		e.cproxies = cfg.ClusterProxies
+	} else if cfg.Cluster && cfg.Redis == nil && cfg.RedisURL == "" && network {
+		// The nodes announce proxies, so that every client (and every
+		// replica) reaches them through a proxy a network fault can cut.
+		// The proxies close after the cluster.
+		e.cproxies = &fault.ClusterProxies{}
+		e.onClose(e.cproxies.Close)
+		spec.ClusterOptions = &memtest.ClusterOptions{Announce: e.cproxies.Announce}
+	}
+	te, err := testenv.New(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	e.onClose(te.Close)
+	e.redis, e.db = te.Redis, te.DB
+	e.admin = e.adminClient()
 	admin := e.admin
 	e.onClose(admin.Close)
 	if err := e.admin.Ping(ctx).Err(); err != nil {
-		return nil, fmt.Errorf("verify: Redis at %s: %w", e.redisBase.Addr, err)
-	}
-
-	// DB.
-	switch {
-	case strings.HasPrefix(cfg.DB, "postgres://"), strings.HasPrefix(cfg.DB, "postgresql://"):
-		e.dbDriver, e.dbDSN, e.dbArg = "pgx", cfg.DB, cfg.DB
-	default:
-		path := cfg.DB
-		if path == "" {
-			path = filepath.Join(e.tmpDir, "verify.db")
-		}
-		if path, err = filepath.Abs(path); err != nil {
-			return nil, err
-		}
-		// Create the file in WAL mode once, before instances open it.
-		db, err := memtest.OpenSQLite(path)
-		if err != nil {
-			return nil, fmt.Errorf("verify: %w", err)
-		}
-		db.Close()
-		e.dbDriver, e.dbDSN, e.dbArg = "sqlite", sqliteDSN(path), path
+		return nil, fmt.Errorf("verify: %s: %w", e.redis, err)
 	}
 
 	// Namespace: distinct per run, under the shared server's prefix if any.
 	e.namespace = cfg.Namespace
 	if e.namespace == "" {
-		e.namespace = "verify-" + cfg.Store.Name + "-" + randomHex(4)
+		e.namespace = "verify-" + cfg.Store.Name + "-" + randhex.String(4)
 	}
-	if e.rs != nil && e.rs.Prefix() != "" && !strings.HasPrefix(e.namespace, e.rs.Prefix()) {
-		e.namespace = e.rs.Prefix() + e.namespace
+	if p := e.redis.Prefix(); p != "" && !strings.HasPrefix(e.namespace, p) {
+		e.namespace = p + e.namespace
 	}
 	return e, nil
 }
 
-// sqliteDSN is memtest's DSN without a sync to disk at every commit: the
-// run's data is throwaway, and a faster DB means more operations, so more
-// chances to meet a race. Durability is not what the checker tests.
-func sqliteDSN(path string) string {
-	return memtest.SQLiteDSN(path) + "&_pragma=synchronous(NORMAL)"
+// adminClient is a client that no fault touches: on a cluster whose nodes
+// announce proxies, it dials each node directly instead.
+func (e *env) adminClient() redis.UniversalClient {
+	if e.cproxies == nil {
+		return e.redis.NewClient("")
+	}
+	o := e.redis.Options("").Cluster()
+	cp := e.cproxies
+	o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		for _, p := range cp.All() {
+			if p.Addr() == addr {
+				addr = p.Upstream()
+				break
+			}
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	return redis.NewClusterClient(o)
 }
+
+// cluster reports whether the run's Redis is a Redis Cluster.
+func (e *env) cluster() bool { return e.redis.IsCluster() }
 
 // processFaults reports whether the run may kill, pause and reconfigure the
-// Redis server.
-func (e *env) processFaults() bool { return e.rs != nil && !e.rs.Shared() }
+// Redis servers.
+func (e *env) processFaults() bool { return e.redis.Private() }
 
-// redisOptions returns the options of an instance's client: the server's
-// address (or addr, a proxy in front of it), short timeouts so that a
-// faulty Redis fails calls quickly, and the call's context bounding every
-// command.
-func (e *env) redisOptions(addr string) *redis.Options {
-	o := *e.redisBase
-	if addr != "" {
-		o.Addr = addr
-	}
-	o.ContextTimeoutEnabled = true
-	o.DialTimeout = 250 * time.Millisecond
-	o.ReadTimeout = 250 * time.Millisecond
-	o.WriteTimeout = 250 * time.Millisecond
-	o.PoolTimeout = 250 * time.Millisecond
-	// One quick retry on a broken connection, as applications run: after
-	// a restart or a partition the pool holds dead connections, and a store
-	// should not be judged on each of them failing once.
-	o.MaxRetries = 1
-	o.MinRetryBackoff = time.Millisecond
-	o.MaxRetryBackoff = 4 * time.Millisecond
-	o.PoolSize = 32
-	return &o
-}
+// redisURL names the run's Redis for another process; addr, when not
+// empty, is a proxy in front of a standalone server.
+func (e *env) redisURL(addr string) string { return e.redis.URL(addr) }
 
 // connector opens the run's database: a new connector per instance, so
 // that each can be wrapped in fault.SQLFaults of its own.
 func (e *env) connector() (driver.Connector, error) {
-	if e.dbDriver == "pgx" {
-		return fault.PostgresConnector(e.dbDSN)
+	if e.db.Dialect == testenv.Postgres {
+		return fault.PostgresConnector(e.db.DSN())
 	}
-	return fault.SQLiteConnector(e.dbDSN)
+	return fault.SQLiteConnector(e.db.DSN())
 }
 
 // instanceOptions say how one instance reaches Redis and the DB.
@@ -250,14 +205,7 @@ func (e *env) newInstance(ctx context.Context, id int, o instanceOptions) (*inst
 		o.clock = func() time.Duration { return time.Since(start) }
 	}
 	if e.cfg.Exec != nil {
-		u := e.redisURL
-		if o.redisAddr != "" {
-			var err error
-			if u, err = urlVia(e.redisURL, o.redisAddr); err != nil {
-				return nil, err
-			}
-		}
-		return e.newExecInstance(ctx, id, u, o)
+		return e.newExecInstance(ctx, id, e.redisURL(o.redisAddr), o)
 	}
 	conn, err := e.connector()
 	if err != nil {
@@ -271,15 +219,8 @@ func (e *env) newInstance(ctx context.Context, id int, o instanceOptions) (*inst
 	} else {
 		db = sql.OpenDB(conn)
 	}
-	if e.dbDriver == "sqlite" {
-		// SQLite has one writer at a time; a connection that finds the
-		// lock taken sleeps in SQLite's busy handler (up to 100ms a
-		// time). One connection per instance queues the instance's
-		// statements in Go instead, which keeps a loaded machine from
-		// turning the run into sleeps.
-		db.SetMaxOpenConns(1)
-	}
-	rdb := redis.NewClient(e.redisOptions(o.redisAddr))
+	e.db.Tune(db)
+	rdb := e.redis.NewClient(o.redisAddr)
 	st, err := e.cfg.Store.New(ctx, strategies.Config{
 		Redis:     rdb,
 		DB:        db,
@@ -411,10 +352,4 @@ func hook(d *delayer, loads *loadCounter, steps *history.Recorder) memstore.Hook
 // number, so every consumer of randomness has its own reproducible stream.
 func newRand(seed int64, stream uint64) *mrand.Rand {
 	return mrand.New(mrand.NewPCG(uint64(seed), stream*0x9e3779b97f4a7c15+1))
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

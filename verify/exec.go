@@ -279,7 +279,7 @@ func (e *env) newExecInstance(ctx context.Context, id int, redisURL string, o in
 	w := &execWire{ttl: e.cfg.TTL}
 	environ := append(os.Environ(),
 		EnvExecRedisURL+"="+redisURL,
-		EnvExecDBURL+"="+e.dbArg,
+		EnvExecDBURL+"="+e.db.Arg,
 		EnvExecNamespace+"="+e.namespace,
 		EnvExecInstance+"="+strconv.Itoa(id),
 	)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/memstore/memstore/fault"
 	"github.com/memstore/memstore/history"
+	"github.com/memstore/memstore/memtest"
 )
 
 // The fault names Config.Faults accepts. Most are package fault's nemeses
@@ -31,6 +32,13 @@ const (
 	FaultDBFailCommits = "db-fail-commits" // DB commits apply, then report failure (driver wrapper)
 	FaultDBLatency     = "db-latency"      // every DB statement 20ms slower (driver wrapper)
 	FaultKillWorker    = "kill-worker"     // SIGKILL a worker process mid-operation; it is restarted
+
+	// The faults of a Redis Cluster (Config.Cluster, Config.RedisCluster).
+	FaultClusterCrashFailover = "cluster-crash-failover" // SIGKILL a master; its replica is elected; the old master rejoins on heal
+	FaultClusterFailover      = "cluster-failover"       // CLUSTER FAILOVER on a replica: roles swap, no write lost
+	FaultClusterLossyFailover = "cluster-lossy-failover" // a replica cut off its master's stream is promoted: acknowledged writes lost
+	FaultSlotMigration        = "slot-migration"         // a slot's keys MIGRATE to another master: ASK, then MOVED
+	FaultNodePartition        = "node-partition"         // one master cut off from the clients (its proxy), not from the cluster
 )
 
 // FaultNames returns every fault name Config.Faults accepts.
@@ -41,14 +49,34 @@ func FaultNames() []string {
 		FaultLatency, FaultReset, FaultPartition, FaultBlackhole,
 		FaultDBFail, FaultDBFailCommits, FaultDBLatency,
 		FaultKillWorker,
+		FaultClusterCrashFailover, FaultClusterFailover, FaultClusterLossyFailover,
+		FaultSlotMigration, FaultNodePartition,
 	}
 }
 
-// DefaultFaults returns the faults a run uses when Config.Faults is nil:
-// all of them. Those the environment cannot produce are left out at run
-// time and noted (process faults on a shared Redis, kill-worker without
-// worker processes).
-func DefaultFaults() []string { return FaultNames() }
+// DefaultFaults returns the faults a run on a standalone Redis uses when
+// Config.Faults is nil: all but the cluster faults. Those the environment
+// cannot produce are left out at run time and noted (process faults on a
+// shared Redis, kill-worker without worker processes).
+func DefaultFaults() []string {
+	return slices.DeleteFunc(FaultNames(), isClusterFault)
+}
+
+// DefaultClusterFaults returns the faults a run on a Redis Cluster uses
+// when Config.Faults is nil: every fault but those that need a standalone
+// server (redis-kill and redis-restart, whose cluster counterparts are the
+// failovers).
+func DefaultClusterFaults() []string {
+	return slices.DeleteFunc(FaultNames(), func(f string) bool { return f == FaultRedisKill || f == FaultRedisRestart })
+}
+
+func isClusterFault(name string) bool {
+	switch name {
+	case FaultClusterCrashFailover, FaultClusterFailover, FaultClusterLossyFailover, FaultSlotMigration, FaultNodePartition:
+		return true
+	}
+	return false
+}
 
 func knownFault(name string) bool { return slices.Contains(FaultNames(), name) }
 
@@ -120,11 +148,15 @@ func (e *engine) buildNemeses() []fault.Nemesis {
 }
 
 func (e *engine) nemesis(name string) (fault.Nemesis, string) {
-	rs := e.env.rs
+	rs := e.env.redis.Server
+	rc := e.env.redis.Cluster
 	admin := e.env.admin
 	noProc := "process and server-wide faults need a private redis-server (Config.Redis from memtest, or no Redis at all)"
 	if rs != nil && rs.Shared() {
 		noProc = "shared Redis (MEMSTORE_REDIS_URL): process and server-wide faults would hit its other users"
+	}
+	if e.env.cluster() {
+		noProc = "process and server-wide faults need a private Redis Cluster (Config.RedisCluster from memtest, or Config.Cluster)"
 	}
 	if e.cfg.Exec != nil {
 		if why := execLeftOut(name); why != "" {
@@ -132,6 +164,22 @@ func (e *engine) nemesis(name string) (fault.Nemesis, string) {
 		}
 		if name == FaultKillWorker {
 			return &nemesis{name: name, inject: func(context.Context) error { return e.killAdapter() }}, ""
+		}
+	}
+	if isClusterFault(name) {
+		return e.clusterNemesis(name, rc, noProc)
+	}
+	if e.env.cluster() {
+		switch {
+		case name == FaultRedisKill || name == FaultRedisRestart:
+			return nil, "a Redis Cluster keeps its data through a node's crash (a replica takes over): cluster-crash-failover and cluster-lossy-failover are its counterparts"
+		case name == FaultRedisPause:
+			if !e.env.processFaults() {
+				return nil, noProc
+			}
+			return e.pauseMaster(rc), ""
+		case isNetworkFault(name) && e.env.cproxies == nil:
+			return nil, "network faults on a Redis Cluster need its nodes to announce proxies (Config.ClusterProxies, or Config.Cluster)"
 		}
 	}
 	switch name {
@@ -211,6 +259,61 @@ func (e *engine) nemesis(name string) (fault.Nemesis, string) {
 		}), ""
 	}
 	return nil, fmt.Sprintf("unknown fault %q", name)
+}
+
+// clusterNemesis builds the faults of a private Redis Cluster.
+func (e *engine) clusterNemesis(name string, rc *memtest.RedisCluster, noProc string) (fault.Nemesis, string) {
+	if !e.env.cluster() {
+		return nil, "a cluster fault: the run's Redis is not a Redis Cluster (Config.Cluster, --redis-cluster)"
+	}
+	if rc == nil || !e.env.processFaults() {
+		return nil, noProc
+	}
+	rng := newRand(e.cfg.Seed, 23)
+	switch name {
+	case FaultClusterCrashFailover:
+		return fault.ClusterCrashFailover(rc, rng), ""
+	case FaultClusterFailover:
+		return fault.ClusterFailover(rc, rng), ""
+	case FaultClusterLossyFailover:
+		return fault.ClusterLossyFailover(rc, rng), ""
+	case FaultSlotMigration:
+		return fault.SlotMigration(rc, rng), ""
+	case FaultNodePartition:
+		if e.env.cproxies == nil {
+			return nil, "node-partition needs the cluster's nodes to announce proxies (Config.ClusterProxies, or Config.Cluster)"
+		}
+		return fault.NodePartition(rc, e.env.cproxies, rng), ""
+	}
+	return nil, fmt.Sprintf("unknown fault %q", name)
+}
+
+// pauseMaster is redis-pause on a cluster: one shard's master stopped with
+// SIGSTOP, continued on heal. Held past the node timeout, the pause fails
+// the shard over, and what the replica had not received is lost; heal waits
+// until the cluster is healthy again either way.
+func (e *engine) pauseMaster(rc *memtest.RedisCluster) fault.Nemesis {
+	rng := newRand(e.cfg.Seed, 29)
+	var paused *memtest.ClusterNode
+	return &nemesis{name: FaultRedisPause,
+		inject: func(ctx context.Context) error {
+			m, _, err := rc.Shard(ctx, rng.IntN(rc.Shards()))
+			if err != nil {
+				return err
+			}
+			paused = m
+			return m.Pause()
+		},
+		heal: func(ctx context.Context) error {
+			if paused != nil {
+				if err := paused.Resume(); err != nil {
+					return err
+				}
+				paused = nil
+			}
+			return rc.WaitHealthy(ctx)
+		},
+	}
 }
 
 func globEscape(s string) string {

@@ -36,16 +36,23 @@ func run(t *testing.T, cfg verify.Config) *verify.Result {
 		t.Fatalf("Run(%s): %v", cfg.Store.Name, err)
 	}
 	t.Log(r.Summary())
-	if !r.OK() {
-		// Keep the history: go test -artifacts saves it.
-		path := filepath.Join(t.ArtifactDir(), fmt.Sprintf("%s-%d.history.jsonl", r.Store, r.Seed))
-		if f, err := os.Create(path); err == nil {
-			_ = history.Write(f, r.History)
-			f.Close()
-			t.Logf("history saved in %s", path)
-		}
-	}
+	keepHistory(t, r)
 	return r
+}
+
+// keepHistory saves the history of a run that is not OK: go test -artifacts
+// keeps it.
+func keepHistory(t *testing.T, r *verify.Result) {
+	t.Helper()
+	if r.OK() {
+		return
+	}
+	path := filepath.Join(t.ArtifactDir(), fmt.Sprintf("%s-%d.history.jsonl", r.Store, r.Seed))
+	if f, err := os.Create(path); err == nil {
+		_ = history.Write(f, r.History)
+		f.Close()
+		t.Logf("history saved in %s", path)
+	}
 }
 
 // detectionSeeds is how many seeds the normal suite runs per known-bad
@@ -114,7 +121,7 @@ func TestNoFalseAlarmsUnderFaults(t *testing.T) {
 	for _, f := range []strategies.Factory{strategies.Memstore(), strategies.DBOnly()} {
 		t.Run(f.Name, func(t *testing.T) {
 			t.Parallel()
-			faults := verify.FaultNames()
+			faults := verify.DefaultFaults()
 			r := run(t, verify.Config{
 				Store: f, Seed: 3, Processes: 2, Instances: 2, Faults: faults,
 				// Every fault comes once per round: one round.

@@ -13,13 +13,11 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/memstore/memstore"
 	"github.com/memstore/memstore/history"
+	"github.com/memstore/memstore/internal/testenv"
 	"github.com/memstore/memstore/strategies"
 )
 
@@ -70,12 +68,11 @@ func WorkerMain(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 	if err != nil {
 		return fmt.Errorf("verify worker: %w", err)
 	}
-	ropts, err := redis.ParseURL(*redisURL)
+	r, err := testenv.Parse(*redisURL)
 	if err != nil {
 		return fmt.Errorf("verify worker: -redis: %w", err)
 	}
-	e := &env{redisBase: ropts}
-	rdb := redis.NewClient(e.redisOptions(""))
+	rdb := r.NewClient("")
 	defer rdb.Close()
 	db, err := openDBArg(*dbArg)
 	if err != nil {
@@ -136,17 +133,14 @@ func lookupStore(name string) (strategies.Factory, error) {
 }
 
 func openDBArg(arg string) (*sql.DB, error) {
-	if strings.HasPrefix(arg, "postgres://") || strings.HasPrefix(arg, "postgresql://") {
-		return sql.Open("pgx", arg)
-	}
 	if arg == "" {
 		return nil, errors.New("no -db")
 	}
-	db, err := sql.Open("sqlite", sqliteDSN(arg))
-	if err == nil {
-		db.SetMaxOpenConns(1) // as the engine's instances (env.newInstance)
+	d := &testenv.DB{Dialect: testenv.SQLite, Arg: arg}
+	if testenv.IsPostgresURL(arg) {
+		d.Dialect = testenv.Postgres
 	}
-	return db, err
+	return d.Open() // tuned as the engine's instances (env.newInstance)
 }
 
 // worker is the engine's side of one worker process: a proc speaking the
@@ -185,7 +179,7 @@ func (w *worker) command() (*exec.Cmd, error) {
 	args := []string{
 		"-store", e.cfg.Store.Name,
 		"-redis", w.redisURL,
-		"-db", e.env.dbArg,
+		"-db", e.env.db.Arg,
 		"-ns", e.env.namespace,
 		"-ttl", e.cfg.TTL.String(),
 		"-seed", strconv.FormatInt(e.cfg.Seed, 10),

@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/memstore/memstore/history"
+	"github.com/memstore/memstore/internal/testenv"
 	"github.com/memstore/memstore/report"
 	"github.com/memstore/memstore/strategies"
 	"github.com/memstore/memstore/verify"
@@ -69,6 +70,14 @@ By default each store runs on a private redis-server (found on PATH) and a
 SQLite file in a temporary directory. With --redis, process faults (kill,
 restart, pause, OOM) are left out and the report says so.
 
+Redis Cluster: --redis-cluster gives each store a private cluster of three
+masters with a replica each, and adds the cluster faults (a master crashed
+and its replica elected, a manual failover, a failover that loses
+acknowledged writes, a slot migrating under load, one master cut off);
+redis-kill and redis-restart are left out there. --redis names a cluster as
+redis+cluster://host:port,host:port or as a bare seed list
+host:port,host:port (no scheme); a redis:// URL is one server.
+
 Flags:
 `
 
@@ -76,6 +85,7 @@ Flags:
 type checkFlags struct {
 	stores    storeList
 	redisURL  string
+	cluster   bool
 	db        string
 	duration  time.Duration
 	clients   int
@@ -93,7 +103,8 @@ type checkFlags struct {
 
 func (f *checkFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.stores, "store", "store to check, repeatable: memstore, db-only, a strategy name, or all (default all: memstore and every known-bad strategy)")
-	fs.StringVar(&f.redisURL, "redis", "", "use this Redis (redis://host:port/db) instead of private redis-servers; process faults are then left out")
+	fs.StringVar(&f.redisURL, "redis", "", "use this Redis instead of private redis-servers: redis://host:port/db for one server, redis+cluster://host:port,host:port or a seed list host:port,host:port for a cluster; process faults are then left out")
+	fs.BoolVar(&f.cluster, "redis-cluster", false, "run each store on a private Redis Cluster (3 masters, 3 replicas) instead of a private redis-server, with the cluster faults")
 	fs.StringVar(&f.db, "db", "", "database: a SQLite file path or a postgres:// URL (default: a SQLite file per store in a temporary directory)")
 	fs.DurationVar(&f.duration, "duration", defaultCheckDuration, "workload duration per store (warm-up, heal, quiet period and checks add about 2s)")
 	fs.IntVar(&f.clients, "clients", verify.DefaultClients, "concurrent clients per store")
@@ -355,8 +366,12 @@ func (f *checkFlags) config() (verify.Config, []strategies.Factory, error) {
 	if f.seed == 0 {
 		f.seed = time.Now().UnixNano() % 1_000_000
 	}
+	if f.cluster && f.redisURL != "" {
+		return cfg, nil, usagef("check: --redis-cluster starts a cluster; --redis names one: pick one")
+	}
 	cfg = verify.Config{
 		RedisURL:  f.redisURL,
+		Cluster:   f.cluster,
 		DB:        f.db,
 		Clients:   f.clients,
 		Processes: f.processes,
@@ -378,18 +393,23 @@ func (f *checkFlags) preflight(ctx context.Context) error {
 			return setupf("redis-server not found on PATH; install it with `sudo apt-get install -y redis-server` (or `make deps`), or pass --redis URL")
 		}
 	} else {
-		opts, err := redis.ParseURL(f.redisURL)
+		r, err := testenv.Parse(f.redisURL)
 		if err != nil {
 			return usagef("check: --redis %q: %v", f.redisURL, err)
 		}
-		opts.DialTimeout, opts.MaxRetries = 2*time.Second, -1
-		c := redis.NewClient(opts)
+		opts := r.Options("")
+		opts.DialTimeout, opts.ReadTimeout, opts.MaxRetries = 2*time.Second, 2*time.Second, -1
+		c := redis.NewUniversalClient(opts)
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		err = c.Ping(pctx).Err()
 		cancel()
 		c.Close()
 		if err != nil {
-			return setupf("cannot reach Redis at %s: %v", opts.Addr, err)
+			what := "Redis"
+			if r.IsCluster() {
+				what = "Redis Cluster"
+			}
+			return setupf("cannot reach %s at %s: %v", what, strings.Join(r.Addrs(), ","), err)
 		}
 	}
 	if err := pingDB(ctx, f.db); err != nil {
@@ -497,6 +517,9 @@ func runStores(ctx context.Context, cfg verify.Config, stores []strategies.Facto
 // settings are the run's parameters as the report shows them.
 func (f *checkFlags) settings(cfg verify.Config) []report.Setting {
 	redisDesc := "a private redis-server per store"
+	if f.cluster {
+		redisDesc = "a private Redis Cluster per store (3 masters, 3 replicas)"
+	}
 	if f.redisURL != "" {
 		redisDesc = redactURL(f.redisURL)
 	}
@@ -504,8 +527,12 @@ func (f *checkFlags) settings(cfg verify.Config) []report.Setting {
 	if f.db != "" {
 		dbDesc = redactURL(f.db)
 	}
+	defaults := verify.DefaultFaults()
+	if f.cluster || isClusterURL(f.redisURL) {
+		defaults = verify.DefaultClusterFaults()
+	}
 	faults := fmt.Sprintf("all %d, one at a time in a seeded order while the workload lasts; each store lists those it reached, did not reach, or could not produce here",
-		len(verify.DefaultFaults()))
+		len(defaults))
 	if cfg.Faults != nil {
 		faults = strings.Join(cfg.Faults, ", ")
 	}
@@ -525,7 +552,19 @@ func (f *checkFlags) settings(cfg verify.Config) []report.Setting {
 	}
 }
 
+func isClusterURL(s string) bool {
+	if s == "" {
+		return false
+	}
+	r, err := testenv.Parse(s)
+	return err == nil && r.IsCluster()
+}
+
 func redactURL(s string) string {
+	if isClusterURL(s) {
+		r, _ := testenv.Parse(s)
+		return r.String() // the seeds, without credentials
+	}
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme == "" {
 		return s

@@ -287,6 +287,32 @@ func TestCheckProcesses(t *testing.T) {
 	}
 }
 
+// On private clusters (--redis-cluster) memstore passes, with worker
+// processes each on a cluster client of its own and the cluster faults
+// injected, and a known-bad store is caught: exit 0 and 1.
+func TestCheckCluster(t *testing.T) {
+	t.Parallel()
+	stdout, stderr, code := runBinary(t, nil, "check", "--redis-cluster", "--store=memstore", "--processes", "2", "--duration", "4s", "--json", "--out", t.TempDir())
+	if code != 0 {
+		t.Fatalf("memstore on a cluster: exit %d, want 0\nstderr:\n%s\nstdout:\n%s", code, stderr, stdout)
+	}
+	d := parseDoc(t, stdout)
+	s := d.Stores[0]
+	if !s.OK || s.Ops == 0 {
+		t.Errorf("memstore on a cluster: %+v", s)
+	}
+	if _, left := s.LeftOut["cluster-failover"]; left {
+		t.Errorf("cluster-failover left out on a private cluster: %v", s.LeftOut)
+	}
+	if _, left := s.LeftOut["kill-worker"]; left {
+		t.Errorf("kill-worker left out although there are worker processes: %v", s.LeftOut)
+	}
+	_, stderr, code = runBinary(t, nil, "check", "--redis-cluster", "--store=write-db-delete-cache", "--duration", "4s", "--json", "--out", t.TempDir())
+	if code != 1 {
+		t.Errorf("write-db-delete-cache on a cluster: exit %d, want 1\nstderr:\n%s", code, stderr)
+	}
+}
+
 func TestCheckSharedRedisLeavesOutProcessFaults(t *testing.T) {
 	t.Parallel()
 	rs := memtest.Redis(t)
@@ -331,6 +357,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"check", "--duration", "-1s"}, "--duration"},
 		{[]string{"check", "--redis", "http://127.0.0.1:6379"}, "--redis"},
 		{[]string{"check", "--redis", "redis://127.0.0.1:1"}, "cannot reach Redis"},
+		{[]string{"check", "--redis", "127.0.0.1:1,127.0.0.1:2"}, "cannot reach Redis Cluster at 127.0.0.1:1,127.0.0.1:2"},
+		{[]string{"check", "--redis", "redis+cluster://127.0.0.1:1"}, "cannot reach Redis Cluster"},
+		{[]string{"check", "--redis-cluster", "--redis", "redis://127.0.0.1:6379"}, "pick one"},
 		{[]string{"check", "--db", "mysql://localhost/x"}, "--db"},
 		{[]string{"check", "--db", "postgres://nobody@127.0.0.1:1/x?connect_timeout=2"}, "cannot reach PostgreSQL"},
 		{[]string{"check", "--out", filepath.Join(file, "sub")}, "output directory"},

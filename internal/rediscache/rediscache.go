@@ -381,7 +381,8 @@ func IsUnavailable(err error) bool {
 	var re redis.Error
 	if errors.As(err, &re) {
 		msg := re.Error()
-		for _, p := range []string{"LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "OOM", "MOVED", "ASK"} {
+		// UNBLOCKED: a WAIT (AwaitReplicas) cut short by a failover.
+		for _, p := range []string{"LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "OOM", "MOVED", "ASK", "UNBLOCKED"} {
 			if len(msg) >= len(p) && msg[:len(p)] == p {
 				return true
 			}
