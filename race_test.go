@@ -56,13 +56,24 @@ func (g *gates) hook(ctx context.Context, ev memstore.HookEvent) error {
 	gt.fired = true
 	g.mu.Unlock()
 	close(gt.reached)
+	// The watchdog is no synchronisation: a passing test opens every gate
+	// within milliseconds. A test that failed before opening one would
+	// otherwise hang in its cleanup (Close waits for the paused call).
+	watchdog := time.NewTimer(gateWatchdog)
+	defer watchdog.Stop()
 	select {
 	case <-gt.release:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-watchdog.C:
+		return errGateNeverOpened
 	}
 }
+
+const gateWatchdog = 15 * time.Second
+
+var errGateNeverOpened = errors.New("test gate never opened (the test failed before opening it)")
 
 func (gt *gate) wait(t testing.TB) {
 	t.Helper()

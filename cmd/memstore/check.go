@@ -105,7 +105,7 @@ func (f *checkFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.stores, "store", "store to check, repeatable: memstore, db-only, a strategy name, or all (default all: memstore and every known-bad strategy)")
 	fs.StringVar(&f.redisURL, "redis", "", "use this Redis instead of private redis-servers: redis://host:port/db for one server, redis+cluster://host:port,host:port or a seed list host:port,host:port for a cluster; process faults are then left out")
 	fs.BoolVar(&f.cluster, "redis-cluster", false, "run each store on a private Redis Cluster (3 masters, 3 replicas) instead of a private redis-server, with the cluster faults")
-	fs.StringVar(&f.db, "db", "", "database: a SQLite file path or a postgres:// URL (default: a SQLite file per store in a temporary directory)")
+	fs.StringVar(&f.db, "db", "", "database: a SQLite file path, a postgres:// URL, or \"postgres\" for a private PostgreSQL cluster per store (default: a SQLite file per store in a temporary directory)")
 	fs.DurationVar(&f.duration, "duration", defaultCheckDuration, "workload duration per store (warm-up, heal, quiet period and checks add about 2s)")
 	fs.IntVar(&f.clients, "clients", verify.DefaultClients, "concurrent clients per store")
 	fs.IntVar(&f.processes, "processes", 0, "worker processes per store, each running a store instance of its own (adds the worker-kill fault)")
@@ -225,7 +225,7 @@ func checkRun(ctx context.Context, m *Main, f *checkFlags, args []string) error 
 		return err
 	}
 	defer closeLog()
-	if f.parallel > 1 && (f.redisURL != "" || f.db != "") {
+	if f.parallel > 1 && (f.redisURL != "" || f.db != "" && f.db != "postgres") {
 		// One server or one database shared by concurrent runs: keep
 		// them apart in time too, so one run's load does not blur another's.
 		f.parallel = 1
@@ -424,6 +424,8 @@ func pingDB(ctx context.Context, db string) error {
 	switch {
 	case db == "":
 		return nil
+	case db == "postgres":
+		return nil // started per store; a missing PostgreSQL is reported then
 	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
 		u, err := url.Parse(db)
 		if err != nil || u.Host == "" && u.Query().Get("host") == "" {
@@ -524,7 +526,9 @@ func (f *checkFlags) settings(cfg verify.Config) []report.Setting {
 		redisDesc = redactURL(f.redisURL)
 	}
 	dbDesc := "a SQLite file per store, in a temporary directory"
-	if f.db != "" {
+	if f.db == "postgres" {
+		dbDesc = "a private PostgreSQL cluster per store"
+	} else if f.db != "" {
 		dbDesc = redactURL(f.db)
 	}
 	defaults := verify.DefaultFaults()
