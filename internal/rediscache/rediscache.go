@@ -69,16 +69,6 @@ func New(rdb redis.UniversalClient, ns string, lease time.Duration) *Cache {
 // Key returns the Redis key of a logical key's hash.
 func (c *Cache) Key(key string) string { return KeyOf(c.ns, key) }
 
-// KeyOf returns the Redis key of a logical key's hash in namespace ns.
-func KeyOf(ns, key string) string {
-	b := make([]byte, 0, len(ns)+len(key)+3)
-	b = append(b, ns...)
-	b = append(b, ':', '{')
-	b = append(b, key...)
-	b = append(b, '}')
-	return string(b)
-}
-
 // Stripe returns the stripe of a logical key: its hash slot on a cluster, 0
 // elsewhere.
 func (c *Cache) Stripe(key string) int {
@@ -89,9 +79,7 @@ func (c *Cache) Stripe(key string) int {
 }
 
 // Marker returns the Redis key of a stripe's marker.
-func (c *Cache) Marker(stripe int) string {
-	return c.ns + ":{" + slotTag(stripe) + "}:m"
-}
+func (c *Cache) Marker(stripe int) string { return MarkerOf(c.ns, stripe) }
 
 func (c *Cache) keys(key string) []string {
 	return []string{c.Key(key), c.Marker(c.Stripe(key))}
