@@ -274,17 +274,27 @@ func TestRaceTwoFillsSameProcess(t *testing.T) {
 	})
 }
 
+// heldOldReader sets k to "old", holds a reader of it at step and phase,
+// then sets k to "new": the start of the join-after-write races. It
+// returns the store, its gates, the held reader's gate and its result.
+func heldOldReader(e *env, step memstore.Step, phase memstore.Phase) (*memstore.Store[string], *gates, *gate, <-chan error) {
+	t := e.t
+	t.Helper()
+	g := newGates(t)
+	s := store(e, &memstore.Options[string]{Hook: g.hook, DisableReconciler: true})
+	mustSet(t, s, "k", "old")
+	held := g.pause("old-reader", step, phase)
+	old := async(func() error { _, err := s.Get(as("old-reader"), "k"); return err })
+	held.wait(t)
+	mustSet(t, s, "k", "new")
+	return s, g, held, old
+}
+
 // A Get that starts after a Set returned, while an older load of the same key
 // is still in flight in the same process, must not be handed the old row.
 func TestRaceJoinAfterWrite(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
-		g := newGates(t)
-		s := store(e, &memstore.Options[string]{Hook: g.hook, DisableReconciler: true})
-		mustSet(t, s, "k", "old")
-		loaded := g.pause("old-reader", memstore.StepDBLoad, memstore.After)
-		old := async(func() error { _, err := s.Get(as("old-reader"), "k"); return err })
-		loaded.wait(t)
-		mustSet(t, s, "k", "new")
+		s, g, loaded, old := heldOldReader(e, memstore.StepDBLoad, memstore.After)
 		var late atomic.Value
 		lctx := waitingAs("late")
 		lateDone := async(func() error {
@@ -315,13 +325,8 @@ func TestRaceJoinAfterWrite(t *testing.T) {
 // that write began.
 func TestRaceJoinAfterFill(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
-		g := newGates(t)
-		s := store(e, &memstore.Options[string]{Hook: g.hook, DisableReconciler: true})
-		mustSet(t, s, "k", "old")
-		filled := g.pause("old-reader", memstore.StepRedisFill, memstore.After)
-		old := async(func() error { _, err := s.Get(as("old-reader"), "k"); return err })
-		filled.wait(t) // "old" is installed; the leader has not returned
-		mustSet(t, s, "k", "new")
+		// "old" is installed; the leader has not returned.
+		s, _, filled, old := heldOldReader(e, memstore.StepRedisFill, memstore.After)
 		// Bounded: a late reader that joined the flight would wait for a
 		// leader held until it returns.
 		ctx, cancel := context.WithTimeout(as("late"), 10*time.Second)
