@@ -1,5 +1,7 @@
 // Package rediscache is the Redis side of memstore: the key layout, the Lua
-// scripts of the protocol and the mapping of Redis errors.
+// scripts of the protocol and the mapping of Redis errors. It guarantees
+// that no two (namespace, key) pairs share a Redis key, that a key's slot
+// is its own in every namespace, and that every script touches one slot.
 //
 // Every logical key lives in one Redis hash, "<namespace>:{<key>}", and the
 // write intents of a stripe of keys in one marker hash that shares the
