@@ -2,8 +2,6 @@ package memstore_test
 
 import (
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -29,7 +27,7 @@ func TestLayers(t *testing.T) {
 	}
 	for _, r := range rules {
 		t.Run(mod+r.pkg, func(t *testing.T) {
-			out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "list", "-deps", "-f", "{{.ImportPath}}", mod+r.pkg).CombinedOutput()
+			out, err := exec.Command(goTool(t), "list", "-deps", "-f", "{{.ImportPath}}", mod+r.pkg).CombinedOutput()
 			if err != nil {
 				t.Fatalf("go list: %v\n%s", err, out)
 			}
@@ -65,4 +63,15 @@ func matches(mod, d, f string) bool {
 		return strings.HasPrefix(d, f)
 	}
 	return d == f || strings.HasPrefix(d, f+"/")
+}
+
+// goTool is the go command that runs this test (go test puts its GOROOT's
+// bin first on PATH), else the one on PATH.
+func goTool(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to list the import graph: %v", err)
+	}
+	return p
 }
