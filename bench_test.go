@@ -12,6 +12,7 @@ import (
 
 	"github.com/memstore/memstore"
 	"github.com/memstore/memstore/codec"
+	"github.com/memstore/memstore/internal/inspect"
 	"github.com/memstore/memstore/memtest"
 	"github.com/memstore/memstore/strategies"
 )
@@ -50,6 +51,16 @@ func benchKeys(prefix string, n int) []string {
 	ks := make([]string, n)
 	for i := range ks {
 		ks[i] = prefix + strconv.Itoa(i)
+	}
+	return ks
+}
+
+// rawKeys returns n keys named as memstore names its key hashes (namespace
+// "raw"), so raw Redis baselines hash and spread as the store's keys do.
+func rawKeys(n int) []string {
+	ks := benchKeys("hot-", n)
+	for i, k := range ks {
+		ks[i] = inspect.Key("raw", k)
 	}
 	return ks
 }
@@ -113,7 +124,7 @@ func BenchmarkGetHit(b *testing.B) {
 func BenchmarkRawGet(b *testing.B) {
 	e := benchEnv(b)
 	ctx := context.Background()
-	keys := benchKeys("raw:{hot-", benchHot)
+	keys := rawKeys(benchHot)
 	raw := strings.Repeat("v", codec.HeaderSize+benchValueSize)
 	for _, k := range keys {
 		if err := e.rdb.Set(ctx, k, raw, 10*time.Minute).Err(); err != nil {
@@ -194,7 +205,7 @@ func BenchmarkGetMany100(b *testing.B) {
 func BenchmarkRawMGet100(b *testing.B) {
 	e := benchEnv(b)
 	ctx := context.Background()
-	keys := benchKeys("raw:{hot-", benchHot)
+	keys := rawKeys(benchHot)
 	raw := strings.Repeat("v", codec.HeaderSize+benchValueSize)
 	for _, k := range keys {
 		if err := e.rdb.Set(ctx, k, raw, 10*time.Minute).Err(); err != nil {

@@ -20,7 +20,8 @@ var (
 	// repair is pending (Redis could not be told); the outbox reconciler
 	// finishes it. Reads stay correct meanwhile.
 	ErrOutcomeUnknown = errors.New("memstore: write committed, cache repair pending")
-	// ErrInvalidKey: the key is empty or longer than Options.MaxKeySize.
+	// ErrInvalidKey: the key is empty, longer than Options.MaxKeySize, not
+	// valid UTF-8, or holds a NUL byte.
 	ErrInvalidKey = errors.New("memstore: invalid key")
 	// ErrTooLarge: the encoded value is longer than Options.MaxValueSize.
 	ErrTooLarge = errors.New("memstore: value too large")

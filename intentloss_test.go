@@ -26,7 +26,7 @@ func TestIntentLossFlush(t *testing.T) {
 		t.Run(loss, func(t *testing.T) {
 			eachDB(t, func(t *testing.T, e *env) {
 				ctx := context.Background()
-				g := newGates()
+				g := newGates(t)
 				s := store(e, &memstore.Options[string]{Hook: g.hook, DisableReconciler: true})
 				// b and c are readers in other processes: in this one they
 				// would join a's load instead of reading on their own.
@@ -96,7 +96,7 @@ func TestIntentLossFlush(t *testing.T) {
 func TestIntentLossEvictKey(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		g := newGates()
+		g := newGates(t)
 		lost := errors.New("connection reset by peer")
 		hook := func(ctx context.Context, ev memstore.HookEvent) error {
 			if who, _ := ctx.Value(whoKey{}).(string); who == "w" && ev.Step == memstore.StepRedisEnd && ev.Phase == memstore.Before {
@@ -141,7 +141,7 @@ func TestIntentLossEvictKey(t *testing.T) {
 func TestIntentLossMarkerEvicted(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		g := newGates()
+		g := newGates(t)
 		s := store(e, &memstore.Options[string]{Hook: g.hook, DisableReconciler: true})
 		mustSet(t, s, "k", "old") // the first write fences the new namespace's stripe
 		fences0 := s.Stats().Fences

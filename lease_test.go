@@ -15,7 +15,7 @@ import (
 //	b:                                        lease, read "new" ...... fill
 func TestFillOnlyUnderItsOwnLease(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
-		g := newGates()
+		g := newGates(t)
 		a := store(e, &memstore.Options[string]{Hook: g.hook, DisableReconciler: true})
 		b := storeOn(e, e.client(), &memstore.Options[string]{Namespace: a.Namespace(), Hook: g.hook, DisableReconciler: true})
 		mustSet(t, a, "k", "old")

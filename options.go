@@ -39,10 +39,14 @@ const (
 // default; a nil *Options means all defaults.
 type Options[T any] struct {
 	// Namespace prefixes every Redis key and scopes every DB row, so many
-	// stores can share one Redis and one database. Default "memstore". It
-	// may hold neither '{' nor '}' (the first brace of a Redis key opens
-	// the logical key's hash tag, which keeps every (namespace, key) pair on
-	// a Redis key of its own), and follows the key rule (see MaxKeySize).
+	// stores can share one Redis and one database. Default "memstore".
+	//
+	// The rule: a namespace is valid UTF-8 without a NUL byte (the key
+	// rule, see MaxKeySize) and holds neither '{' nor '}'; New refuses any
+	// other. A key is cached at "<namespace>:{<key>}", so the first brace
+	// always opens the key's hash tag: no two (namespace, key) pairs share
+	// a Redis key, whatever braces the keys hold, and a key's Redis Cluster
+	// slot is the same in every namespace.
 	Namespace string
 	// Dialect of the database. Default: detected from the driver.
 	Dialect Dialect

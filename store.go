@@ -66,10 +66,7 @@ func New[T any](rdb redis.UniversalClient, db *sql.DB, opts *Options[T]) (*Store
 		o = *opts
 	}
 	o = o.withDefaults()
-	if err := checkName(o.Namespace); err != nil {
-		return nil, fmt.Errorf("memstore: Options.Namespace %q: %w", o.Namespace, err)
-	}
-	if err := rediscache.CheckNamespace(o.Namespace); err != nil {
+	if err := checkNamespace(o.Namespace); err != nil {
 		return nil, fmt.Errorf("memstore: Options.Namespace %q: %w", o.Namespace, err)
 	}
 	sdb, err := sqlstore.New(db, o.Dialect, o.Namespace)
@@ -173,6 +170,16 @@ func (s *Store[T]) checkKey(op, key string) error {
 		return bad(err.Error())
 	}
 	return nil
+}
+
+// checkNamespace applies the namespace rule (Options.Namespace): the key
+// rule's text rule, and no brace, so that no two (namespace, key) pairs
+// share a Redis key (internal/rediscache layout.go).
+func checkNamespace(ns string) error {
+	if err := checkName(ns); err != nil {
+		return err
+	}
+	return rediscache.CheckNamespace(ns)
 }
 
 // checkName is the text rule keys and namespaces share.

@@ -291,11 +291,13 @@ func RawRows(env *Env) []Row {
 	rdb := env.Client()
 	ns := env.Namespace("raw")
 	val := env.RawValue()
-	hot := keys(ns+":{hot-", env.Opts.HotKeys)
-	set := keys(ns+":{set-", env.Opts.HotKeys)
+	// Named as memstore names its key hashes, so the baseline's keys hash
+	// and spread as the subject's do.
+	hot := keys("hot-", env.Opts.HotKeys)
+	set := keys("set-", env.Opts.HotKeys)
 	for i := range hot {
-		hot[i] += "}"
-		set[i] += "}"
+		hot[i] = inspect.Key(ns, hot[i])
+		set[i] = inspect.Key(ns, set[i])
 	}
 	batches := batches(hot, 100)
 	const ttl = 10 * time.Minute // memstore's default TTL

@@ -206,6 +206,20 @@ type LinearizabilityResult struct {
 	Keys []KeyResult `json:"keys"`
 }
 
+// Split returns the keys that are Illegal and those that are Unknown, each
+// in key order: what every summary of the check names first.
+func (r LinearizabilityResult) Split() (illegal, unknown []KeyResult) {
+	for _, k := range r.Keys {
+		switch k.Verdict {
+		case Illegal:
+			illegal = append(illegal, k)
+		case Unknown:
+			unknown = append(unknown, k)
+		}
+	}
+	return illegal, unknown
+}
+
 // Report is everything All found. It marshals to JSON with stable field
 // names.
 type Report struct {

@@ -6,9 +6,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
-	"fmt"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,22 +23,14 @@ type backend struct {
 	pg    bool
 }
 
-// q rewrites ? placeholders as $n for PostgreSQL.
+// q writes a query with ? placeholders in the backend's style, as the
+// store does.
 func (b backend) q(query string) string {
-	if !b.pg {
-		return query
+	d := sqlstore.SQLite
+	if b.pg {
+		d = sqlstore.Postgres
 	}
-	var sb strings.Builder
-	n := 0
-	for _, r := range query {
-		if r == '?' {
-			n++
-			fmt.Fprintf(&sb, "$%d", n)
-			continue
-		}
-		sb.WriteRune(r)
-	}
-	return sb.String()
+	return sqlstore.Rebind(d, query)
 }
 
 func backends() []string { return []string{"sqlite", "postgres"} }

@@ -369,12 +369,7 @@ func checks(r *verify.Result, captioned bool) []pageCheck {
 	if rep.Invalid != "" {
 		linc.Result, linc.Class, linc.Detail = string(check.Unknown), "bad", "the history could not be checked: "+Plain(rep.Invalid)
 	} else {
-		var unknown []check.KeyResult
-		for _, k := range lin.Keys {
-			if k.Verdict == check.Unknown {
-				unknown = append(unknown, k)
-			}
-		}
+		_, unknown := lin.Split()
 		iks := illegalKeys(r)
 		switch {
 		case len(iks) > 0 && captioned:

@@ -148,10 +148,8 @@ type illegalKey struct {
 // illegalKeys lists r's illegal keys, each with why.
 func illegalKeys(r *verify.Result) []illegalKey {
 	var out []illegalKey
-	for _, k := range r.Report.Linearizability.Keys {
-		if k.Verdict != check.Illegal {
-			continue
-		}
+	illegal, _ := r.Report.Linearizability.Split()
+	for _, k := range illegal {
 		ik := illegalKey{Key: k.Key, OpID: -1, Reason: k.Reason}
 		if k.FailedOp != nil {
 			ik.OpID = *k.FailedOp

@@ -4,12 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/memstore/memstore"
+	"github.com/memstore/memstore/internal/rediscache"
 	"github.com/memstore/memstore/internal/sqlstore"
 )
 
@@ -33,6 +35,9 @@ type plain struct {
 
 func newPlain(ctx context.Context, c Config) (*plain, error) {
 	c = c.withDefaults()
+	if err := rediscache.CheckNamespace(c.Namespace); err != nil {
+		return nil, fmt.Errorf("strategies: Config.Namespace %q: %w", c.Namespace, err)
+	}
 	p := &plain{
 		c:    c,
 		qGet: rebind(c.DB, `SELECT value FROM strategy_entries WHERE ns = ? AND key = ?`),
@@ -49,7 +54,10 @@ ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value`),
 	return p, nil
 }
 
-func (p *plain) key(k string) string { return p.c.Namespace + ":{" + k + "}" }
+// key is memstore's layout (internal/rediscache): the same rule keeps
+// every (namespace, key) pair on a Redis key of its own, and each key in
+// one slot with its lease.
+func (p *plain) key(k string) string { return rediscache.KeyOf(p.c.Namespace, k) }
 
 // step runs f between the hooks of st, as memstore does.
 func (p *plain) step(ctx context.Context, st memstore.Step, key string, f func() error) error {

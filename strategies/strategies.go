@@ -72,7 +72,7 @@ type Snapshot struct {
 type Config struct {
 	Redis     redis.UniversalClient
 	DB        *sql.DB
-	Namespace string        // key prefix and row scope; default "strategies"
+	Namespace string        // key prefix and row scope, no braces (as memstore's Options.Namespace); default "strategies"
 	Hook      memstore.Hook // fired at every step (nil: none)
 	TTL       time.Duration // cache TTL; default 10m
 	// Migrate creates the schema; the verifier sets it on the first

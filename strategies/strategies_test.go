@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/memstore/memstore"
+	"github.com/memstore/memstore/internal/rediscache"
 	"github.com/memstore/memstore/memtest"
 	"github.com/memstore/memstore/strategies"
 )
@@ -64,5 +65,24 @@ func TestLookup(t *testing.T) {
 	f, err := strategies.Lookup("double-delete")
 	if err != nil || f.ExpectPass {
 		t.Fatalf("Lookup(double-delete) = %+v, %v", f.Name, err)
+	}
+}
+
+// Every store keeps memstore's namespace rule (issue 17): a namespace with a
+// brace could share Redis keys with another, so it is refused.
+func TestNamespaceWithBraceRefused(t *testing.T) {
+	rs := memtest.Redis(t)
+	db := memtest.SQLite(t)
+	for _, f := range strategies.All() {
+		t.Run(f.Name, func(t *testing.T) {
+			s, err := f.New(context.Background(), strategies.Config{Redis: rs.Client(), DB: db, Namespace: "a:{b}", Migrate: true})
+			if err == nil {
+				s.Close()
+				t.Fatal("New accepted namespace a:{b}")
+			}
+			if !errors.Is(err, rediscache.ErrNamespace) {
+				t.Fatalf("New: %v, want the namespace rule's error", err)
+			}
+		})
 	}
 }

@@ -154,15 +154,7 @@ func (r *Result) Problems() []string {
 		out = append(out, "the history could not be checked: "+rep.Invalid)
 	}
 	lin := rep.Linearizability
-	var illegal, unknown []check.KeyResult
-	for _, k := range lin.Keys {
-		switch k.Verdict {
-		case check.Illegal:
-			illegal = append(illegal, k)
-		case check.Unknown:
-			unknown = append(unknown, k)
-		}
-	}
+	illegal, unknown := lin.Split()
 	if len(illegal) > 0 {
 		out = append(out, fmt.Sprintf("not linearizable: %d of %d keys illegal; key %q: %s", len(illegal), len(lin.Keys), illegal[0].Key, illegal[0].Reason))
 	}

@@ -28,7 +28,7 @@ func KeyOfEntry(ns, redisKey string) (string, bool) {
 	if !ok || !strings.HasSuffix(rest, suffix) {
 		return "", false
 	}
-	key := rest[:len(rest)-len(suffix)]
+	key := strings.ReplaceAll(rest[:len(rest)-len(suffix)], "\xff", "}") // the layout's escape of '}'
 	return key, rediscache.KeyOf(ns, key) == redisKey
 }
 

@@ -119,21 +119,19 @@ func (c *Cache) GetMany(ctx context.Context, keys []string, token string) ([]Res
 }
 
 // entryKeys returns the entry keys of keys, built in one buffer: one
-// allocation for the batch rather than one per key. The strings view the
-// buffer, which is never written again.
+// allocation for the batch rather than one per key. Each string views
+// bytes of the buffer that are never written again (appends write past
+// them, or into a new array).
 func (c *Cache) entryKeys(keys []string) []string {
 	n := 0
 	for _, k := range keys {
-		n += len(c.ns) + len(k) + 4
+		n += len(c.ns) + len(k) + 3
 	}
 	buf := make([]byte, 0, n)
 	out := make([]string, len(keys))
 	for i, k := range keys {
 		start := len(buf)
-		buf = append(buf, c.ns...)
-		buf = append(buf, ':', '{', '=')
-		buf = append(buf, k...)
-		buf = append(buf, '}')
+		buf = AppendKey(buf, c.ns, k)
 		out[i] = unsafe.String(&buf[start], len(buf)-start)
 	}
 	return out

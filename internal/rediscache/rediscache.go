@@ -1,11 +1,13 @@
 // Package rediscache is the Redis side of memstore: the key layout, the Lua
-// scripts of the protocol and the mapping of Redis errors.
+// scripts of the protocol and the mapping of Redis errors. It guarantees
+// that no two (namespace, key) pairs share a Redis key, that a key's slot
+// is its own in every namespace, and that every script touches one slot.
 //
 // Every logical key's cached entry is one plain Redis string, its fill
 // lease a hash beside it, and the write intents of a stripe of keys live in
 // one marker hash that shares the key's slot (see layout.go and
-// scripts.go). Every script touches one slot,
-// so each step is atomic and single-slot on Redis Cluster. Scripts run with
+// scripts.go). Every script touches one slot, so each step is atomic and
+// single-slot on Redis Cluster. Scripts run with
 // EVALSHA and fall back to EVAL on NOSCRIPT (go-redis Script.Run), so a
 // restarted or failed-over server needs no warm-up.
 package rediscache
@@ -70,25 +72,6 @@ func New(rdb redis.UniversalClient, ns string, lease time.Duration) *Cache {
 // Key returns the Redis key of a logical key's cached entry.
 func (c *Cache) Key(key string) string { return KeyOf(c.ns, key) }
 
-// KeyOf returns the Redis key of a logical key's cached entry in namespace
-// ns: "ns:{=key}". The '=' keeps the hash tag non-empty for a key that
-// begins with '}', so the entry and its lease always share a slot.
-func KeyOf(ns, key string) string { return keyOf(ns, key, "") }
-
-// LeaseOf returns the Redis key of a logical key's fill lease: its
-// entry's key and ":l".
-func LeaseOf(ns, key string) string { return keyOf(ns, key, ":l") }
-
-func keyOf(ns, key, suffix string) string {
-	b := make([]byte, 0, len(ns)+len(key)+4+len(suffix))
-	b = append(b, ns...)
-	b = append(b, ':', '{', '=')
-	b = append(b, key...)
-	b = append(b, '}')
-	b = append(b, suffix...)
-	return string(b)
-}
-
 // Stripe returns the stripe of a logical key: its hash slot on a cluster, 0
 // elsewhere.
 func (c *Cache) Stripe(key string) int {
@@ -99,9 +82,7 @@ func (c *Cache) Stripe(key string) int {
 }
 
 // Marker returns the Redis key of a stripe's marker.
-func (c *Cache) Marker(stripe int) string {
-	return c.ns + ":{" + slotTag(stripe) + "}:m"
-}
+func (c *Cache) Marker(stripe int) string { return MarkerOf(c.ns, stripe) }
 
 // keys are the KEYS of a key's scripts: its entry, its lease and its
 // stripe's marker.
