@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/memstore/memstore/internal/inspect"
 	"github.com/memstore/memstore/internal/testenv"
 )
 
@@ -17,7 +18,7 @@ func (e *engine) cleanup(ctx context.Context) []string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if !e.env.redis.Started {
-		n, err := e.deleteKeys(ctx, globEscape(e.env.namespace)+"*")
+		n, err := e.deleteKeys(ctx, inspect.GlobEscape(e.env.namespace)+"*")
 		switch {
 		case err != nil:
 			notes = append(notes, fmt.Sprintf("cleanup: the run's Redis keys (%s*) could not all be removed: %v", e.env.namespace, err))

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/memstore/memstore/fault"
 	"github.com/memstore/memstore/history"
+	"github.com/memstore/memstore/internal/inspect"
 	"github.com/memstore/memstore/memtest"
 )
 
@@ -209,13 +209,13 @@ func (e *engine) nemesis(name string) (fault.Nemesis, string) {
 		}
 		return fault.RedisEvictLRU(admin, 0), ""
 	case FaultEvictKeys:
-		return fault.EvictKeys(admin, globEscape(e.env.namespace)+"*", 0.5, newRand(e.cfg.Seed, 19)), ""
+		return fault.EvictKeys(admin, inspect.GlobEscape(e.env.namespace)+"*", 0.5, newRand(e.cfg.Seed, 19)), ""
 	case FaultFlush:
 		if e.env.processFaults() {
 			return fault.Flush(admin), ""
 		}
 		// FLUSHDB would take other users' keys: delete the run's only.
-		return &nemesis{name: name, inject: fault.EvictKeys(admin, globEscape(e.env.namespace)+"*", 1, nil).Inject}, ""
+		return &nemesis{name: name, inject: fault.EvictKeys(admin, inspect.GlobEscape(e.env.namespace)+"*", 1, nil).Inject}, ""
 	case FaultLatency:
 		return fault.Latency(e.proxies, 10*time.Millisecond, 5*time.Millisecond), ""
 	case FaultReset:
@@ -314,17 +314,6 @@ func (e *engine) pauseMaster(rc *memtest.RedisCluster) fault.Nemesis {
 			return rc.WaitHealthy(ctx)
 		},
 	}
-}
-
-func globEscape(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if strings.ContainsRune(`*?[]\`, r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 // faultLoop cycles through the nemeses until stop is closed: a gap, then

@@ -16,7 +16,7 @@ import (
 // (a lease or a stripe's marker never matches it).
 func Pattern(ns string) string {
 	prefix, suffix := entryAffixes(ns)
-	return globEscape(prefix) + "*" + globEscape(suffix)
+	return GlobEscape(prefix) + "*" + GlobEscape(suffix)
 }
 
 // KeyOfEntry returns the logical key of a cached entry's Redis key in
@@ -40,7 +40,9 @@ func entryAffixes(ns string) (prefix, suffix string) {
 	return p, s
 }
 
-func globEscape(s string) string {
+// GlobEscape quotes the characters SCAN's MATCH (and KEYS) treat
+// specially, so s matches only itself.
+func GlobEscape(s string) string {
 	var b strings.Builder
 	for _, r := range s {
 		if strings.ContainsRune(`*?[]\`, r) {
