@@ -49,6 +49,14 @@ var faultColours = map[string]string{
 	"db-fail-commits": "#800000",
 	"db-latency":      "#808000",
 	"kill-worker":     "#a9a9a9",
+	// Redis Cluster: failovers with the process faults, the slot
+	// migration with the cache-content faults, a node cut off with the
+	// network faults.
+	"cluster-crash-failover": "#ff8c69",
+	"cluster-failover":       "#c39b77",
+	"cluster-lossy-failover": "#5c2e00",
+	"slot-migration":         "#006d5b",
+	"node-partition":         "#b19cd9",
 }
 
 // spareColours are for faults the palette does not know (a user's own
@@ -57,21 +65,26 @@ var spareColours = []string{"#fabed4", "#dcbeff", "#aaffc3", "#ffd8b1", "#fffac8
 
 // faultDoc says in a few words what each fault does.
 var faultDoc = map[string]string{
-	"redis-kill":      "redis-server killed (SIGKILL), restarted empty at heal",
-	"redis-restart":   "redis-server killed and restarted at once: every cached entry lost",
-	"redis-pause":     "redis-server stopped (SIGSTOP), resumed at heal",
-	"redis-oom":       "Redis out of memory: its writes fail",
-	"redis-evict-lru": "Redis evicting keys (allkeys-lru), leases and intents included",
-	"evict-keys":      "half of the run's Redis keys deleted at once",
-	"flush":           "every Redis key of the run deleted",
-	"latency":         "every Redis round trip 10ms slower",
-	"reset":           "Redis connections reset after the request arrived",
-	"partition":       "Redis connections closed and refused",
-	"blackhole":       "Redis connections hang",
-	"db-fail":         "every DB statement fails",
-	"db-fail-commits": "DB commits apply, then report failure",
-	"db-latency":      "every DB statement 20ms slower",
-	"kill-worker":     "a worker process killed mid-operation, then restarted",
+	"redis-kill":             "redis-server killed (SIGKILL), restarted empty at heal",
+	"redis-restart":          "redis-server killed and restarted at once: every cached entry lost",
+	"redis-pause":            "redis-server stopped (SIGSTOP), resumed at heal",
+	"redis-oom":              "Redis out of memory: its writes fail",
+	"redis-evict-lru":        "Redis evicting keys (allkeys-lru), leases and intents included",
+	"evict-keys":             "half of the run's Redis keys deleted at once",
+	"flush":                  "every Redis key of the run deleted",
+	"latency":                "every Redis round trip 10ms slower",
+	"reset":                  "Redis connections reset after the request arrived",
+	"partition":              "Redis connections closed and refused",
+	"blackhole":              "Redis connections hang",
+	"db-fail":                "every DB statement fails",
+	"db-fail-commits":        "DB commits apply, then report failure",
+	"db-latency":             "every DB statement 20ms slower",
+	"kill-worker":            "a worker process killed mid-operation, then restarted",
+	"cluster-crash-failover": "a master killed; its replica promoted, the old master back as a replica",
+	"cluster-failover":       "a manual CLUSTER FAILOVER: a replica takes over its master's slots",
+	"cluster-lossy-failover": "a replica cut off from its master, then promoted: the writes it missed are lost",
+	"slot-migration":         "a slot moved to another master under load: clients see ASK and MOVED",
+	"node-partition":         "one master cut off from the clients (not from the cluster)",
 }
 
 // bandAlpha is how much of a fault's hue its window's tint keeps.
