@@ -100,9 +100,12 @@
 //
 // Intent deadlines are taken from the Redis server's clock; a writer
 // measures its own deadline (three quarters of IntentTTL) on its monotonic
-// clock, so only clock rates matter, not offsets. The outbox age compares
-// the reconciler's wall clock with the writer's: skew between them shifts
-// when a repair runs, never whether a read is correct.
+// clock, so only clock rates matter, not offsets. A row records the time
+// of its last write by the database's clock, and the reconciler measures
+// ReconcileAge on that clock too, so no host's clock is compared with
+// another's. A write whose commit takes longer than ReconcileAge after its
+// statement ran may be missed by the reconciler; its intent then expires
+// after IntentTTL, and until then the key is read from the database.
 //
 // # Metrics and traces
 //

@@ -26,15 +26,16 @@ const reconcileBatch = 256
 // key all lost their ends before a pass, the earlier ones' intents expire
 // after IntentTTL instead.
 func (s *Store[T]) Reconcile(ctx context.Context) (int, error) {
-	now := time.Now()
-	upto := now.Add(-s.opts.ReconcileAge).UnixMilli()
-	from, found, err := s.db.Reconciled(ctx)
+	// The database's clock, which stamped the rows: no two hosts' clocks
+	// are compared.
+	now, from, found, err := s.db.Reconciled(ctx)
 	if err != nil {
 		return 0, &OpError{Op: "reconcile", Err: classify(ctx, err)}
 	}
+	upto := now - s.opts.ReconcileAge.Milliseconds()
 	if !found {
 		// Never reconciled: writes older than an intent's life need no end.
-		from = now.Add(-s.opts.ReconcileAge - s.opts.IntentTTL).UnixMilli()
+		from = upto - s.opts.IntentTTL.Milliseconds()
 	}
 	if from >= upto {
 		return 0, nil

@@ -139,6 +139,12 @@ type DB struct {
 // for, and which waits for a fence in progress and then re-reads the row: a
 // write either commits before a fence or sees it and writes nothing. On
 // SQLite every write and fence is serialised anyway.
+//
+// A row's updated_at is the database's clock ({now}) when the statement
+// wrote it, after its locks were taken, and the reconciler reads the same
+// clock: a write becomes visible within its commit of the time it records,
+// so a pass that reaches a time has seen every write stamped before it that
+// committed in time (see Reconcile). No host's clock takes part.
 const (
 	fenceCheck = `(? = 0 OR EXISTS (SELECT 1 FROM memstore_fences WHERE ns = ? AND stripe = ? AND gen = ?%s))`
 
@@ -146,18 +152,18 @@ const (
 	// RETURNING read back costs SQLite a third of the statement); a write
 	// that changed nothing was fenced.
 	qUpsert = `INSERT INTO memstore_entries (ns, key, value, format, version, ttl_ms, tombstone, updated_at, token)
-SELECT ?, ?, ?, ?, 1, ?, ?, ?, ? WHERE ` + fenceCheck + `
+SELECT ?, ?, ?, ?, 1, ?, ?, {now}, ? WHERE ` + fenceCheck + `
 ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, format = excluded.format,
   version = memstore_entries.version + 1, ttl_ms = excluded.ttl_ms, tombstone = excluded.tombstone,
-  updated_at = excluded.updated_at, token = excluded.token`
+  updated_at = {now}, token = excluded.token`
 
 	qCasInsert = `INSERT INTO memstore_entries (ns, key, value, format, version, ttl_ms, tombstone, updated_at, token)
-SELECT ?, ?, ?, ?, 1, ?, ?, ?, ? WHERE ` + fenceCheck + `
+SELECT ?, ?, ?, ?, 1, ?, ?, {now}, ? WHERE ` + fenceCheck + `
 ON CONFLICT (ns, key) DO NOTHING
 RETURNING version`
 
 	qCas = `UPDATE memstore_entries SET value = ?, format = ?, version = version + 1, ttl_ms = ?,
-  tombstone = ?, updated_at = ?, token = ?
+  tombstone = ?, updated_at = {now}, token = ?
 WHERE ns = ? AND key = ? AND version = ? AND ` + fenceCheck + `
 RETURNING version`
 
@@ -173,10 +179,17 @@ RETURNING gen`
 	qWritten = `SELECT key, version, token, updated_at FROM memstore_entries
 WHERE ns = ? AND (updated_at > ? OR updated_at = ? AND key > ?) AND updated_at <= ?
 ORDER BY updated_at, key LIMIT ?`
-	qMark    = `SELECT upto FROM memstore_reconciled WHERE ns = ?`
+	qMark    = `SELECT {now}, (SELECT upto FROM memstore_reconciled WHERE ns = ?)`
 	qSetMark = `INSERT INTO memstore_reconciled (ns, upto) VALUES (?, ?)
 ON CONFLICT (ns) DO UPDATE SET upto = excluded.upto WHERE memstore_reconciled.upto < excluded.upto`
 )
+
+// nowMs is {now}: the database's clock, in ms since the epoch, read when the
+// expression is evaluated.
+var nowMs = map[Dialect]string{
+	SQLite:   `CAST(unixepoch('subsec') * 1000 AS INTEGER)`,
+	Postgres: `CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)`,
+}
 
 type queries struct {
 	upsert, casInsert, cas, fence, gen, load, written, mark, setMark string
@@ -195,11 +208,13 @@ func New(db *sql.DB, dialect Dialect, ns string) (*DB, error) {
 	if dialect == Postgres {
 		lock = " FOR SHARE"
 	}
-	w := func(q string) string { return d.rebind(strings.Replace(q, "%s", lock, 1)) }
+	w := func(q string) string {
+		return d.rebind(strings.ReplaceAll(strings.Replace(q, "%s", lock, 1), "{now}", nowMs[dialect]))
+	}
 	d.q = queries{
 		upsert: w(qUpsert), casInsert: w(qCasInsert), cas: w(qCas),
 		fence: d.rebind(qFence), gen: d.rebind(qGen), load: d.rebind(qLoad),
-		written: d.rebind(qWritten), mark: d.rebind(qMark), setMark: d.rebind(qSetMark),
+		written: d.rebind(qWritten), mark: w(qMark), setMark: d.rebind(qSetMark),
 	}
 	return d, nil
 }
@@ -621,7 +636,7 @@ func (d *DB) applyOne(ctx context.Context, tx *sql.Tx, w Write) (uint64, error) 
 	if value == nil {
 		value = []byte{}
 	}
-	now, ttl := time.Now().UnixMilli(), w.TTL.Milliseconds()
+	ttl := w.TTL.Milliseconds()
 	check := w.Gen
 	switch {
 	case w.Unfenced:
@@ -638,10 +653,10 @@ func (d *DB) applyOne(ctx context.Context, tx *sql.Tx, w Write) (uint64, error) 
 		if w.Expect != nil {
 			q = d.q.casInsert
 		}
-		args = append([]any{d.ns, w.Key, value, int64(w.Format), ttl, w.Delete, now, w.Token}, fence...)
+		args = append([]any{d.ns, w.Key, value, int64(w.Format), ttl, w.Delete, w.Token}, fence...)
 	default:
 		q = d.q.cas
-		args = append([]any{value, int64(w.Format), ttl, w.Delete, now, w.Token, d.ns, w.Key, int64(*w.Expect)}, fence...)
+		args = append([]any{value, int64(w.Format), ttl, w.Delete, w.Token, d.ns, w.Key, int64(*w.Expect)}, fence...)
 	}
 	if w.Expect == nil {
 		n, err := d.exec(ctx, tx, q, args...)
@@ -729,17 +744,15 @@ func (d *DB) Written(ctx context.Context, after int64, afterKey string, upto int
 	return out, rows.Err()
 }
 
-// Reconciled returns how far the namespace's writes have been reconciled
-// (ms since the epoch; found false if never).
-func (d *DB) Reconciled(ctx context.Context) (upto int64, found bool, err error) {
+// Reconciled returns the database's clock and how far the namespace's
+// writes have been reconciled (ms since the epoch; found false if never).
+func (d *DB) Reconciled(ctx context.Context) (now, upto int64, found bool, err error) {
+	var mark sql.NullInt64
 	row, err := d.queryRow(ctx, nil, d.q.mark, d.ns)
 	if err == nil {
-		err = row.Scan(&upto)
+		err = row.Scan(&now, &mark)
 	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, false, nil
-	}
-	return upto, err == nil, err
+	return now, mark.Int64, mark.Valid, err
 }
 
 // SetReconciled records that the namespace's writes up to upto have been
