@@ -55,12 +55,18 @@ func benchKeys(prefix string, n int) []string {
 	return ks
 }
 
-// rawKeys returns n keys named as memstore names its key hashes (namespace
+// rawKeys sets n plain Redis strings the size of a sealed entry and
+// returns their keys, named as memstore names its key hashes (namespace
 // "raw"), so raw Redis baselines hash and spread as the store's keys do.
-func rawKeys(n int) []string {
+func rawKeys(b *testing.B, e *env, n int) []string {
+	b.Helper()
 	ks := benchKeys("hot-", n)
+	raw := strings.Repeat("v", codec.HeaderSize+benchValueSize)
 	for i, k := range ks {
 		ks[i] = inspect.Key("raw", k)
+		if err := e.rdb.Set(context.Background(), ks[i], raw, 10*time.Minute).Err(); err != nil {
+			b.Fatal(err)
+		}
 	}
 	return ks
 }
@@ -124,13 +130,7 @@ func BenchmarkGetHit(b *testing.B) {
 func BenchmarkRawGet(b *testing.B) {
 	e := benchEnv(b)
 	ctx := context.Background()
-	keys := rawKeys(benchHot)
-	raw := strings.Repeat("v", codec.HeaderSize+benchValueSize)
-	for _, k := range keys {
-		if err := e.rdb.Set(ctx, k, raw, 10*time.Minute).Err(); err != nil {
-			b.Fatal(err)
-		}
-	}
+	keys := rawKeys(b, e, benchHot)
 	goroutines(b, func(b *testing.B, g int) {
 		parallel(b, g, func(i int) error {
 			return e.rdb.Get(ctx, keys[i%len(keys)]).Err()
@@ -205,13 +205,7 @@ func BenchmarkGetMany100(b *testing.B) {
 func BenchmarkRawMGet100(b *testing.B) {
 	e := benchEnv(b)
 	ctx := context.Background()
-	keys := rawKeys(benchHot)
-	raw := strings.Repeat("v", codec.HeaderSize+benchValueSize)
-	for _, k := range keys {
-		if err := e.rdb.Set(ctx, k, raw, 10*time.Minute).Err(); err != nil {
-			b.Fatal(err)
-		}
-	}
+	keys := rawKeys(b, e, benchHot)
 	batches := benchBatches(keys, 100)
 	goroutines(b, func(b *testing.B, g int) {
 		parallel(b, g, func(i int) error {

@@ -13,14 +13,17 @@ import (
 )
 
 // Dialect names the SQL flavour of the database.
-type Dialect = sqlstore.Dialect
+type Dialect uint8
 
 // The dialects. The zero value detects the dialect from the *sql.DB's driver.
 const (
-	DetectDialect = sqlstore.Unknown
-	SQLite        = sqlstore.SQLite
-	Postgres      = sqlstore.Postgres
+	DetectDialect Dialect = Dialect(sqlstore.Unknown)
+	SQLite        Dialect = Dialect(sqlstore.SQLite)
+	Postgres      Dialect = Dialect(sqlstore.Postgres)
 )
+
+// String returns "sqlite", "postgres" or "unknown".
+func (d Dialect) String() string { return sqlstore.Dialect(d).String() }
 
 // WritePolicy says what a write does when Redis cannot record its intent.
 type WritePolicy uint8

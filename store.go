@@ -69,7 +69,7 @@ func New[T any](rdb redis.UniversalClient, db *sql.DB, opts *Options[T]) (*Store
 	if err := checkNamespace(o.Namespace); err != nil {
 		return nil, fmt.Errorf("memstore: Options.Namespace %q: %w", o.Namespace, err)
 	}
-	sdb, err := sqlstore.New(db, o.Dialect, o.Namespace)
+	sdb, err := sqlstore.New(db, sqlstore.Dialect(o.Dialect), o.Namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +147,7 @@ func (s *Store[T]) Close() error {
 func (s *Store[T]) Namespace() string { return s.opts.Namespace }
 
 // Dialect returns the SQL dialect in use.
-func (s *Store[T]) Dialect() Dialect { return s.db.Dialect() }
+func (s *Store[T]) Dialect() Dialect { return Dialect(s.db.Dialect()) }
 
 // checkKey applies the key rule, the same on every backend: a key is 1 to
 // Options.MaxKeySize bytes of valid UTF-8 without a NUL byte (PostgreSQL's

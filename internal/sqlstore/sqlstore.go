@@ -348,29 +348,25 @@ func (d *DB) Migrate(ctx context.Context) error {
 
 // Load reads one row. A missing row is Row{Found: false} and no error.
 func (d *DB) Load(ctx context.Context, key string) (Row, error) {
-	var r Row
-	var ver, ttl int64
-	var fmtv int64
 	row, err := d.queryRow(ctx, nil, d.q.load, d.ns, key)
-	if err == nil {
-		err = row.Scan(&r.Value, &fmtv, &ver, &ttl, &r.Tombstone)
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return Row{}, nil
-	}
 	if err != nil {
 		return Row{}, err
 	}
-	r.Found, r.Format, r.Version, r.TTL = true, uint8(fmtv), uint64(ver), time.Duration(ttl)*time.Millisecond
-	return r, nil
+	return scanLoad(row)
 }
 
 // ReadRow reads one row of namespace ns on db without a DB of its own (for
 // tools that look at a key now and then; unprepared).
 func ReadRow(ctx context.Context, db *sql.DB, ns, key string) (Row, error) {
+	return scanLoad(db.QueryRowContext(ctx, Rebind(Detect(db), qLoad), ns, key))
+}
+
+// scanLoad reads the answer of qLoad. A missing row is Row{Found: false}
+// and no error.
+func scanLoad(row *sql.Row) (Row, error) {
 	var r Row
 	var ver, ttl, fmtv int64
-	err := db.QueryRowContext(ctx, Rebind(Detect(db), qLoad), ns, key).Scan(&r.Value, &fmtv, &ver, &ttl, &r.Tombstone)
+	err := row.Scan(&r.Value, &fmtv, &ver, &ttl, &r.Tombstone)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Row{}, nil
 	}
