@@ -90,9 +90,8 @@ func (s *Store[T]) later(ctx context.Context, kind taskKind, ops ...rediscache.O
 	}
 }
 
-// clear clears the intents of a write that failed: one that committed
-// nothing, or whose commit is unknown (ErrCommitUnknown; if it did commit,
-// the row is its own outbox and the reconciler repairs the cache from it).
+// clear clears the intents of a write that committed nothing. A write
+// whose commit is unknown keeps them (see Store.write).
 // At once while the call has time and Redis answers, otherwise later.
 func (s *Store[T]) clear(ctx context.Context, ops []rediscache.Op) {
 	if ctx.Err() == nil && s.brk.allow() {

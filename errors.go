@@ -16,10 +16,12 @@ var (
 	// ErrUnavailable: Redis or the database could not be reached, and the
 	// call could not be served. Nothing was written.
 	ErrUnavailable = errors.New("memstore: unavailable")
-	// ErrOutcomeUnknown: the write is committed in the database but the cache
-	// repair is pending (Redis could not be told); the outbox reconciler
-	// finishes it. Reads stay correct meanwhile.
-	ErrOutcomeUnknown = errors.New("memstore: write committed, cache repair pending")
+	// ErrOutcomeUnknown: the write may have committed. Either it did and
+	// Redis could not be told (the reconciler finishes the cache repair),
+	// or the database's answer to the commit was lost. Reads stay correct
+	// meanwhile: the key's intent sends them to the database until the
+	// reconciler ends a committed write, or the intent expires.
+	ErrOutcomeUnknown = errors.New("memstore: write outcome unknown, cache repair pending")
 	// ErrInvalidKey: the key is empty, longer than Options.MaxKeySize, not
 	// valid UTF-8, or holds a NUL byte.
 	ErrInvalidKey = errors.New("memstore: invalid key")

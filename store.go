@@ -315,7 +315,7 @@ type Stats struct {
 	DroppedTasks  uint64 // cleanup tasks dropped because the queue was full
 	// Errors counts failed calls by kind: "redis" (Redis unreachable; reads
 	// fell back to the DB), "db", "codec", "invalid", "conflict", "unknown"
-	// (write committed, cache repair pending), "canceled".
+	// (the write may have committed; cache repair pending), "canceled".
 	Errors map[string]uint64
 }
 

@@ -219,7 +219,11 @@ func (s *Store[T]) write(ctx context.Context, op string, ws []sqlstore.Write) ([
 	if err != nil {
 		switch {
 		case errors.Is(err, sqlstore.ErrCommitUnknown):
-			s.clear(ctx, ops)
+			// The commit may still land after this call returns (a
+			// connection lost mid-commit): clearing the intents now would
+			// let a reader fill the old row before it. They stay; if the
+			// write committed, the reconciler ends it from its row, and if
+			// not, they expire after IntentTTL.
 			return fail(errors.Join(ErrOutcomeUnknown, err))
 		case errors.Is(err, sqlstore.ErrConflict):
 			s.clear(ctx, ops)
