@@ -49,6 +49,7 @@ type engine struct {
 	phase      string
 	curFault   string
 	stopPhase  string // the phase ctx ended in
+	runCtx     context.Context
 
 	gate         sync.RWMutex       // writes hold it shared; a read window holds it
 	leftOut      map[string]string  // fault -> why it could not be produced
@@ -170,6 +171,11 @@ func (e *engine) newClientID() int {
 
 func (e *engine) setPhase(p string) {
 	e.stateMu.Lock()
+	if e.stopPhase == "" && e.runCtx != nil && e.runCtx.Err() != nil {
+		// ctx ended in the phase being left: record it before the
+		// AfterFunc below gets to run, which may be after this change.
+		e.stopPhase = e.phase
+	}
 	e.phase = p
 	e.stateMu.Unlock()
 	e.report()
@@ -224,9 +230,14 @@ func (e *engine) run(ctx context.Context) (*Result, error) {
 			w.stop()
 		}
 	}()
+	e.stateMu.Lock()
+	e.runCtx = ctx
+	e.stateMu.Unlock()
 	defer context.AfterFunc(ctx, func() {
 		e.stateMu.Lock()
-		e.stopPhase = e.phase
+		if e.stopPhase == "" {
+			e.stopPhase = e.phase
+		}
 		e.stateMu.Unlock()
 	})()
 	nems := e.buildNemeses()
