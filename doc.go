@@ -22,11 +22,12 @@
 //   - Get on a hit is one plain GET, and GetMany of cached keys one MGET
 //     per slot (one in all on a single server): a value is present only
 //     while no write intent of its key lives. A miss runs the get script,
-//     which takes a fill lease with a fresh random token; the reader reads
-//     the row and fills under the lease, and the fill lands only if the
-//     same lease is still held (a write's begin drops it). A concurrent
-//     miss in another process waits for the lease holder (bounded by
-//     Options.LeaseWait, then it takes the lease over before reading). Within one process, concurrent misses share
+//     which takes a fill lease with a fresh random token; the reader reads the
+//     row and fills under the lease, and the fill lands only if the same
+//     lease is still held and was granted under the stripe's current
+//     generation. A concurrent miss in another process waits for the
+//     lease holder (bounded by Options.LeaseWait, then it takes the lease
+//     over before reading). Within one process, concurrent misses share
 //     one load, but a caller takes a shared result only when it is
 //     provably fresh for it (see flight in read.go).
 //   - Set and Delete record a write intent in the marker and drop the value

@@ -25,9 +25,9 @@ import (
 // intent was recorded under, so once the fence has committed, every write
 // that began before the loss has either committed (and the reader's DB read
 // sees it) or can no longer commit. The new generation is then recorded in
-// the marker, and leases resume. The database decides, so no clock and no
-// wait bounds it: after a loss, one DB write per stripe, and fills resume
-// at once.
+// the marker, and leases and fills resume, each tied to the generation it
+// was granted under. The database decides, so no clock and no wait bounds
+// it: after a loss, one DB write per stripe, and fills resume at once.
 
 // fenceTimeout bounds a fence that callers share (see fence).
 const fenceTimeout = 5 * time.Second

@@ -23,7 +23,7 @@ for i = 1, n do
     out[i] = v
   else
     if not t then g, pt = marker(m, tok); t = now() end
-    if g then out[i] = grant(h, KEYS[n + i], m, t, tok, ms, false) else out[i] = {4, pt} end
+    if g then out[i] = grant(h, KEYS[n + i], m, g, t, tok, ms, false) else out[i] = {4, pt} end
   end
 end
 return out

@@ -13,6 +13,7 @@ import "github.com/redis/go-redis/v9"
 // Lease hash fields, while a fill lease lives:
 //
 //	l, ld    the lease's token and deadline (ms, Redis clock)
+//	lg       the marker generation the lease was granted under
 //
 // Marker fields:
 //
@@ -34,14 +35,9 @@ import "github.com/redis/go-redis/v9"
 //     is pending: no lease is granted in it until the database has fenced
 //     the stripe (bumped its generation, which makes every write that began
 //     under the old marker fail its commit) and the marker holds the new
-//     generation. Writers commit only if the stripe's generation in the
-//     database is still the one they began under.
-//   - So a fill needs one check: its own lease is still there. Every write
-//     that began since the lease was granted dropped it (begin), and none
-//     that began before can commit once the lease exists (no lease while an
-//     intent lives; a lost intent's write is fenced before a lease is
-//     granted). A lease that expired or was taken over carries another
-//     token, or none.
+//     generation. A fill must be granted and land under the same generation.
+//     Writers commit only if the stripe's generation in the database is
+//     still the one they began under.
 
 // luaLib is shared by the scripts that read intents or the marker.
 const luaLib = `
@@ -73,11 +69,11 @@ end
 -- generation g at time t: 2 if a write is in flight, 3 if another reader's
 -- lease is live (and force is unset), else 0, having granted the lease to
 -- tok for ms.
-local function grant(h, l, m, t, tok, ms, force)
+local function grant(h, l, m, g, t, tok, ms, force)
   if intent(m, h, t) then return 2 end
   local r = redis.call('HMGET', l, 'l', 'ld')
   if r[1] and t < tonumber(r[2]) and not force then return 3 end
-  redis.call('HSET', l, 'l', tok, 'ld', t + ms)
+  redis.call('HSET', l, 'l', tok, 'ld', t + ms, 'lg', g)
   redis.call('PEXPIRE', l, ms + 1000)
   return 0
 end
@@ -123,17 +119,23 @@ local v = redis.call('GET', h)
 if v then return v end
 local g, pt = marker(m, ARGV[1])
 if not g then return {4, pt} end
-return grant(h, l, m, now(), ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1')
+return grant(h, l, m, g, now(), ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1')
 `
 
 // fillScript: KEYS entry, lease, marker; ARGV token, sealed entry, ttl ms.
-// Installs the entry only if the same lease is still held (the rules
-// above say why that is the one check). Replies 1 if installed, 0 if
-// refused.
+// Installs the entry only if the same lease is still held, unexpired, and
+// was granted under the marker's current generation. Replies 1 if
+// installed, 0 if refused. No intent can live here: begin drops the lease,
+// and no lease is granted while an intent lives.
 var fillScript = redis.NewScript(`
-local h, l = KEYS[1], KEYS[2]
-if redis.call('HGET', l, 'l') ~= ARGV[1] then return 0 end
+local h, l, m = KEYS[1], KEYS[2], KEYS[3]
+local r = redis.call('HMGET', l, 'l', 'ld', 'lg')
+if r[1] ~= ARGV[1] then return 0 end
 redis.call('DEL', l)
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) >= tonumber(r[2]) then return 0 end
+local g = redis.call('HGET', m, 'g')
+if not g or g ~= r[3] then return 0 end
 redis.call('SET', h, ARGV[2], 'PX', ARGV[3])
 return 1
 `)
