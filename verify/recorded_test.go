@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/memstore/memstore/check"
@@ -43,13 +44,24 @@ import (
 // voided the lease; the fill landed after the commit. Intents no longer
 // live in a key's hash; TestIntentLossEvictKey forces this one.
 //
-// The checker's verdict on both stays on record.
+// testdata/memstore-evict-lru-fill.jsonl (storetest fault/redis-evict-lru,
+// 1 run in 20, with a fill that checked only its lease token): on key k3,
+// "set c7-103" began again twice after fences, committed and returned at
+// 998.6 ms; a reader leased at 993.7 ms in a marker an eviction had
+// replaced, read the old row "c4-108", and its fill landed at 996.3 ms,
+// after another fence of the stripe; a cache hit then returned c4-108
+// after the set had returned. The fill's generation check refuses such a
+// fill (internal/rediscache fillScript). Kept to the ops of k3 and the
+// steps of k3 and of the fences.
+//
+// The checker's verdict on each stays on record.
 func TestRecordedMemstoreIntentLoss(t *testing.T) {
 	for _, c := range []struct{ file, key string }{
 		{"testdata/memstore-flush-k2.jsonl", "k2"},
 		{"testdata/memstore-reset-evict.jsonl", "k3"},
+		{"testdata/memstore-evict-lru-fill.jsonl", "k3"},
 	} {
-		t.Run(c.key, func(t *testing.T) {
+		t.Run(filepath.Base(c.file), func(t *testing.T) {
 			f, err := os.Open(c.file)
 			if err != nil {
 				t.Fatal(err)
