@@ -246,16 +246,27 @@ func Rebind(d Dialect, q string) string {
 }
 
 // stmt returns q prepared on the pool, preparing it on first use (not in
-// New: the tables may not exist before Migrate).
+// New: the tables may not exist before Migrate). The lock is never held
+// while preparing: a prepare waits for a pooled connection, and a caller
+// inside a transaction that holds SQLite's write lock must not wait behind
+// it, or the connections that wait for that write lock would never free
+// one (each waits out busy_timeout).
 func (d *DB) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 	d.stmtMu.Lock()
-	defer d.stmtMu.Unlock()
-	if s := d.stmts[q]; s != nil {
+	s := d.stmts[q]
+	d.stmtMu.Unlock()
+	if s != nil {
 		return s, nil
 	}
 	s, err := d.db.PrepareContext(ctx, q)
 	if err != nil {
 		return nil, err
+	}
+	d.stmtMu.Lock()
+	defer d.stmtMu.Unlock()
+	if prev := d.stmts[q]; prev != nil {
+		s.Close() // another caller prepared it meanwhile
+		return prev, nil
 	}
 	d.stmts[q] = s
 	return s, nil
