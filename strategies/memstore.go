@@ -26,6 +26,7 @@ func Memstore() Factory {
 				Hook:              c.Hook,
 				ReconcileInterval: 200_000_000, // 200ms: repairs land within a short run
 				ReconcileAge:      1_000_000_000,
+				RedisBudget:       c.RedisBudget,
 			})
 			if err != nil {
 				return nil, err

@@ -78,6 +78,9 @@ type Config struct {
 	// Migrate creates the schema; the verifier sets it on the first
 	// instance of a run.
 	Migrate bool
+	// RedisBudget is memstore's Options.RedisBudget (0: its default). The
+	// other strategies have no budget and ignore it.
+	RedisBudget time.Duration
 }
 
 func (c Config) withDefaults() Config {
