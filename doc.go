@@ -24,8 +24,7 @@
 //     while no write intent of its key lives. A miss runs the get script,
 //     which takes a fill lease with a fresh random token; the reader reads the
 //     row and fills under the lease, and the fill lands only if the same
-//     lease is still held and was granted under the stripe's current
-//     generation. A concurrent miss in another process waits for the
+//     lease is still held: every write's begin drops it. A concurrent miss in another process waits for the
 //     lease holder (bounded by Options.LeaseWait, then it takes the lease
 //     over before reading). Within one process, concurrent misses share
 //     one load, but a caller takes a shared result only when it is
@@ -44,8 +43,9 @@
 //   - Redis losing data loses intents. Evicting a key's entry or lease
 //     loses only a cached value or a fill. Losing a marker (FLUSHALL, a
 //     restart without persistence, its eviction under any
-//     maxmemory-policy) leaves the stripe pending: the next reader or writer fences it, one database
-//     write that moves the stripe to a new generation, so that every write
+//     maxmemory-policy) leaves the stripe pending: the next reader or
+//     writer creates a new marker, under a name never used before, and
+//     fences it, one database write that moves the stripe to a new generation, so that every write
 //     that began under the lost marker either committed before the fence
 //     or cannot commit at all (it then begins again). Fills resume as soon
 //     as the fence is recorded: no timeout is waited out. See fence.go.

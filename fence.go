@@ -25,9 +25,14 @@ import (
 // intent was recorded under, so once the fence has committed, every write
 // that began before the loss has either committed (and the reader's DB read
 // sees it) or can no longer commit. The new generation is then recorded in
-// the marker, and leases and fills resume, each tied to the generation it
-// was granted under. The database decides, so no clock and no wait bounds
-// it: after a loss, one DB write per stripe, and fills resume at once.
+// the marker, and leases and fills resume. A marker is created under a new
+// name (its incarnation) every time, and the database fences a name once:
+// a caller that fenced a marker and finds it lost again must not re-create
+// it under the name already fenced, or a write recorded in the lost one
+// would keep a generation the database still accepts
+// (TestIntentLossMarkerRecreatedByOneCaller). The database decides, so no
+// clock and no wait bounds it: after a loss, one DB write per stripe, and
+// fills resume at once.
 
 // fenceTimeout bounds a fence that callers share (see fence).
 const fenceTimeout = 5 * time.Second

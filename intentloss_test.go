@@ -184,6 +184,69 @@ func TestIntentLossMarkerEvicted(t *testing.T) {
 	})
 }
 
+// A marker lost twice under one caller: a write's begin creates the
+// pending marker, fences it, and finds it evicted again before it could
+// record its intent. The marker it creates next is a new incarnation and
+// must be fenced anew, or a write recorded in the first one (x, below)
+// keeps a generation the database still accepts. The verifier caught this
+// under redis-evict-lru (verify/testdata/memstore-evict-lru-fill.jsonl):
+// a reader leased in the re-created marker, read the old row, x committed,
+// and the fill served the old row after x returned.
+func TestIntentLossMarkerRecreatedByOneCaller(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		g := newGates(t)
+		s := store(e, &memstore.Options[string]{Hook: g.hook, DisableReconciler: true})
+		mustSet(t, s, "k", "old")
+		mustSync(t, s)
+
+		evictMarker(t, e, s)
+		wconfirmed := g.pause("w", memstore.StepRedisConfirm, memstore.After)
+		w := async(func() error { return s.Set(as("w"), "other", "w") })
+		wconfirmed.wait(t) // w created the marker, fenced it and confirmed it
+
+		xwrite := g.pause("x", memstore.StepDBWrite, memstore.Before)
+		x := async(func() error { return s.Set(as("x"), "k", "new") })
+		xwrite.wait(t) // x's intent is in w's marker; x is about to commit
+
+		evictMarker(t, e, s) // x's intent is lost
+		wconfirmed.open()    // w begins again, in a marker it creates anew
+		if err := await(t, w); err != nil {
+			t.Fatal(err)
+		}
+
+		rload := g.pause("r", memstore.StepDBLoad, memstore.After)
+		var rval string
+		r := async(func() (err error) { rval, err = s.Get(as("r"), "k"); return err })
+		rload.wait(t) // r leased k and read its row before x's commit
+
+		xwrite.open()
+		if err := await(t, x); err != nil {
+			t.Fatal(err)
+		}
+		rload.open()
+		if err := await(t, r); err != nil || rval != "old" {
+			t.Fatalf("r = %q, %v; want old (it read before x committed)", rval, err)
+		}
+		if raw, ok := cached(t, e, s, "k"); ok {
+			t.Fatalf("a fill of the row read before x's commit landed after it: cache holds %q", raw)
+		}
+		mustGet(t, s, "k", "new")
+	})
+}
+
+// evictMarker deletes the marker of s's namespace, as an eviction would.
+func evictMarker[T any](t testing.TB, e *env, s *memstore.Store[T]) {
+	t.Helper()
+	ctx := context.Background()
+	markers, err := e.redis.Client().Keys(ctx, s.Namespace()+":{*}:m").Result()
+	if err != nil || len(markers) != 1 {
+		t.Fatalf("markers %v, %v; want the namespace's one", markers, err)
+	}
+	if err := e.redis.Client().Del(ctx, markers[0]).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // After a whole-dataset loss the first miss fences once per stripe, and the
 // cache fills again at once: no waiting out a bound.
 func TestFenceAfterRestartFillsAtOnce(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,13 +260,7 @@ func (s *Store[T]) ttl(perEntry time.Duration) time.Duration {
 // newToken returns a fresh random token: one per fill and one per write,
 // never per process or connection, so a stale holder can never mistake a
 // newer lease or intent for its own.
-func newToken() string {
-	var b [32]byte
-	out := strconv.AppendUint(b[:0], rand.Uint64(), 36)
-	out = append(out, '.')
-	out = strconv.AppendUint(out, rand.Uint64(), 36)
-	return string(out)
-}
+func newToken() string { return rediscache.Token() }
 
 // classify turns a Redis or DB error into the store's error vocabulary.
 func classify(ctx context.Context, err error) error {

@@ -252,10 +252,13 @@ func (e *engine) run(ctx context.Context) (*Result, error) {
 	}
 
 	if e.cfg.Progress != nil {
+		// The ticker stops before Run returns: a report after it would
+		// overlap the next run's (RunAll), which has its own lock.
 		tick := time.NewTicker(200 * time.Millisecond)
 		done := make(chan struct{})
-		defer func() { tick.Stop(); close(done) }()
-		go func() {
+		var ticker sync.WaitGroup
+		defer func() { tick.Stop(); close(done); ticker.Wait() }()
+		ticker.Go(func() {
 			for {
 				select {
 				case <-tick.C:
@@ -264,7 +267,7 @@ func (e *engine) run(ctx context.Context) (*Result, error) {
 					return
 				}
 			}
-		}()
+		})
 	}
 
 	// 1. Warm-up: one client per target, paced.

@@ -50,8 +50,13 @@ import (
 // 998.6 ms; a reader leased at 993.7 ms in a marker an eviction had
 // replaced, read the old row "c4-108", and its fill landed at 996.3 ms,
 // after another fence of the stripe; a cache hit then returned c4-108
-// after the set had returned. The fill's generation check refuses such a
-// fill (internal/rediscache fillScript). Kept to the ops of k3 and the
+// after the set had returned. The cause: a caller that fenced a marker and
+// found it evicted again re-created it under the same name (its token), and
+// the database, which fences a name once, did not move the stripe on, so a
+// write recorded in the lost marker still committed. Markers now take a new
+// name each time they are created; TestIntentLossMarkerRecreatedByOneCaller
+// forces the interleaving, and fails with the token as the name, with or
+// without the fill's old generation check. Kept to the ops of k3 and the
 // steps of k3 and of the fences.
 //
 // The checker's verdict on each stays on record.

@@ -8,7 +8,7 @@ import (
 )
 
 // getManyScript: KEYS the entries of n keys of one stripe, then their
-// leases, then the stripe's marker; ARGV token, lease ms. One get
+// leases, then the stripe's marker; ARGV token, lease ms, incarnation. One get
 // (getScript) per key, in one call, for the keys a GetMany's MGET missed.
 // Replies one element per key, as getScript would.
 var getManyScript = redis.NewScript(luaLib + `
@@ -22,8 +22,8 @@ for i = 1, n do
   if v then
     out[i] = v
   else
-    if not t then g, pt = marker(m, tok); t = now() end
-    if g then out[i] = grant(h, KEYS[n + i], m, g, t, tok, ms, false) else out[i] = {4, pt} end
+    if not t then g, pt = marker(m, ARGV[3]); t = now() end
+    if g then out[i] = grant(h, KEYS[n + i], m, t, tok, ms, false) else out[i] = {4, pt} end
   end
 end
 return out
@@ -89,7 +89,7 @@ func (c *Cache) GetMany(ctx context.Context, keys []string, token string) ([]Res
 		return res, errs
 	}
 	groups = c.group(entries, missed)
-	args := []any{token, c.leaseArg}
+	args := []any{token, c.leaseArg, incarnation()}
 	scmds := c.runMany(ctx, getManyScript, len(groups), func(g int) []string {
 		gr := groups[g]
 		ks := make([]string, 0, 2*len(gr.at)+1)

@@ -15,6 +15,7 @@ package rediscache
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strconv"
 	"time"
 	"unsafe"
@@ -130,7 +131,7 @@ func (c *Cache) Get(ctx context.Context, key, token string, force bool) (Result,
 	if force {
 		f = argYes
 	}
-	v, err := getScript.Run(ctx, c.rdb, c.keys(key), token, c.leaseArg, f).Result()
+	v, err := getScript.Run(ctx, c.rdb, c.keys(key), token, c.leaseArg, f, incarnation()).Result()
 	if err != nil {
 		return Result{}, err
 	}
@@ -138,6 +139,21 @@ func (c *Cache) Get(ctx context.Context, key, token string, force bool) (Result,
 }
 
 var argNo, argYes any = "0", "1"
+
+// incarnation names the marker a script creates if its stripe has none. It
+// is new in every call, never a caller's token: a token outlives a marker
+// (a write begins again under the same token), and a marker re-created
+// under a name already fenced would skip its fence (scripts.go, marker).
+func incarnation() string { return Token() }
+
+// Token returns a new random token: 128 bits, unique, not secret.
+func Token() string {
+	var b [27]byte
+	out := strconv.AppendUint(b[:0], rand.Uint64(), 36)
+	out = append(out, '.')
+	out = strconv.AppendUint(out, rand.Uint64(), 36)
+	return string(out)
+}
 
 func parseGet(v any) (Result, error) {
 	switch v := v.(type) {
@@ -198,7 +214,7 @@ func (c *Cache) Fill(ctx context.Context, key, token string, sealed []byte, ttl 
 // Begin records a write intent with the given lifetime and drops the value
 // and any lease. The Mark says which generation the write must commit under.
 func (c *Cache) Begin(ctx context.Context, key, token string, life time.Duration) (Mark, error) {
-	v, err := beginScript.Run(ctx, c.rdb, c.keys(key), token, ms(life)).Result()
+	v, err := beginScript.Run(ctx, c.rdb, c.keys(key), token, ms(life), incarnation()).Result()
 	if err != nil {
 		return Mark{}, err
 	}
@@ -266,7 +282,7 @@ func (c *Cache) FillMany(ctx context.Context, ops []Op) ([]bool, []error) {
 
 // BeginMany pipelines Begin.
 func (c *Cache) BeginMany(ctx context.Context, ops []Op, life time.Duration) ([]Mark, []error) {
-	vals, errs := c.many(ctx, ops, beginScript, func(o Op) []any { return []any{o.Token, ms(life)} })
+	vals, errs := c.many(ctx, ops, beginScript, func(o Op) []any { return []any{o.Token, ms(life), incarnation()} })
 	marks := make([]Mark, len(ops))
 	for i := range ops {
 		if errs[i] == nil {

@@ -13,7 +13,6 @@ import "github.com/redis/go-redis/v9"
 // Lease hash fields, while a fill lease lives:
 //
 //	l, ld    the lease's token and deadline (ms, Redis clock)
-//	lg       the marker generation the lease was granted under
 //
 // Marker fields:
 //
@@ -35,7 +34,8 @@ import "github.com/redis/go-redis/v9"
 //     is pending: no lease is granted in it until the database has fenced
 //     the stripe (bumped its generation, which makes every write that began
 //     under the old marker fail its commit) and the marker holds the new
-//     generation. A fill must be granted and land under the same generation.
+//     generation. A marker's name (its incarnation) is new every time it
+//     is created, so each re-creation needs its own fence.
 //     Writers commit only if the stripe's generation in the database is
 //     still the one they began under.
 
@@ -58,22 +58,25 @@ local function intent(m, h, t)
 end
 -- marker returns the marker's confirmed generation (false while pending)
 -- and its incarnation token, creating a pending marker named pt if there is
--- none.
+-- none. pt must be new in every call (Cache.incarnation): a caller that
+-- fenced a marker and finds it lost again creates another incarnation,
+-- which needs a fence of its own, since the database fences an
+-- incarnation once (sqlstore's Fence is idempotent per name).
 local function marker(m, pt)
   local r = redis.call('HMGET', m, 'pt', 'g')
   if r[1] then return r[2], r[1] end
   redis.call('HSET', m, 'pt', pt)
   return false, pt
 end
--- grant is a miss's answer for entry h (lease hash l) under confirmed
--- generation g at time t: 2 if a write is in flight, 3 if another reader's
+-- grant is a miss's answer for entry h (lease hash l) in a confirmed
+-- marker m at time t: 2 if a write is in flight, 3 if another reader's
 -- lease is live (and force is unset), else 0, having granted the lease to
 -- tok for ms.
-local function grant(h, l, m, g, t, tok, ms, force)
+local function grant(h, l, m, t, tok, ms, force)
   if intent(m, h, t) then return 2 end
   local r = redis.call('HMGET', l, 'l', 'ld')
   if r[1] and t < tonumber(r[2]) and not force then return 3 end
-  redis.call('HSET', l, 'l', tok, 'ld', t + ms, 'lg', g)
+  redis.call('HSET', l, 'l', tok, 'ld', t + ms)
   redis.call('PEXPIRE', l, ms + 1000)
   return 0
 end
@@ -104,7 +107,7 @@ end
 `
 
 // getScript: KEYS entry, lease, marker; ARGV token, lease ms, force ("1": take the
-// lease over from another holder). Replies:
+// lease over from another holder), incarnation (a new marker's name). Replies:
 //
 //	bulk v     hit: the sealed entry
 //	0          lease granted to token: read the DB, then fill
@@ -117,37 +120,37 @@ const getSource = luaLib + `
 local h, l, m = KEYS[1], KEYS[2], KEYS[3]
 local v = redis.call('GET', h)
 if v then return v end
-local g, pt = marker(m, ARGV[1])
+local g, pt = marker(m, ARGV[4])
 if not g then return {4, pt} end
-return grant(h, l, m, g, now(), ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1')
+return grant(h, l, m, now(), ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1')
 `
 
-// fillScript: KEYS entry, lease, marker; ARGV token, sealed entry, ttl ms.
-// Installs the entry only if the same lease is still held, unexpired, and
-// was granted under the marker's current generation. Replies 1 if
-// installed, 0 if refused. No intent can live here: begin drops the lease,
-// and no lease is granted while an intent lives.
+// fillScript: KEYS entry, lease (the marker too, unread); ARGV token, sealed
+// entry, ttl ms. Installs
+// the entry only if the same lease is still held. Replies 1 if installed, 0
+// if refused. The lease is all a fill needs: every begin drops it (the
+// intent and the drop are one script), no lease is granted while an intent
+// lives, and none in a marker that has not been fenced since it was
+// created, so a lease still held means no write began since the reader's
+// DB read could have missed it. Its deadline only tells other readers when
+// to take over: a late fill under a lease nobody took is still current.
 var fillScript = redis.NewScript(`
-local h, l, m = KEYS[1], KEYS[2], KEYS[3]
-local r = redis.call('HMGET', l, 'l', 'ld', 'lg')
-if r[1] ~= ARGV[1] then return 0 end
+local h, l = KEYS[1], KEYS[2]
+if redis.call('HGET', l, 'l') ~= ARGV[1] then return 0 end
 redis.call('DEL', l)
-local t = redis.call('TIME')
-if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) >= tonumber(r[2]) then return 0 end
-local g = redis.call('HGET', m, 'g')
-if not g or g ~= r[3] then return 0 end
 redis.call('SET', h, ARGV[2], 'PX', ARGV[3])
 return 1
 `)
 
-// beginScript: KEYS entry, lease, marker; ARGV token, intent ms. Records the write
+// beginScript: KEYS entry, lease, marker; ARGV token, intent ms, incarnation
+// (a new marker's name). Records the write
 // intent in the marker (creating a pending one if it was lost) and drops the
 // key's value and lease, so no fill that started before the write can land.
 // Replies {generation or nil while pending, incarnation token}. Running it
 // twice for one token records one intent.
 var beginScript = redis.NewScript(luaLib + `
 local h, m = KEYS[1], KEYS[3]
-local g, pt = marker(m, ARGV[1])
+local g, pt = marker(m, ARGV[3])
 local t = now()
 local d = t + tonumber(ARGV[2])
 local s = intent(m, h, t)
