@@ -84,6 +84,16 @@ type Syncer interface {
 	Sync(ctx context.Context) error
 }
 
+// settle waits for st's background work, if it has any (Syncer).
+func settle(ctx context.Context, st Store) error {
+	if sy, ok := st.(Syncer); ok {
+		if err := sy.Sync(ctx); err != nil {
+			return fmt.Errorf("calling Sync: %w", err)
+		}
+	}
+	return nil
+}
+
 // Inspector is implemented by a store that can show what each tier holds
 // for a key, decoded, for the convergence checks.
 type Inspector interface {

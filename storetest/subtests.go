@@ -502,13 +502,11 @@ func stampede(ctx context.Context, s *suite, logf func(string, ...any)) error {
 			return fmt.Errorf("calling Set: %w", err)
 		}
 	}
-	if sy, ok := sts[0].(Syncer); ok {
-		// The writes' background work (memstore: their ends, until which
-		// every read goes to the DB uncoordinated) must be done for the
-		// key to be cold rather than being written.
-		if err := sy.Sync(ctx); err != nil {
-			return fmt.Errorf("calling Sync: %w", err)
-		}
+	// The writes' background work (memstore: their ends, until which
+	// every read goes to the DB uncoordinated) must be done for the key to
+	// be cold rather than being written.
+	if err := settle(ctx, sts[0]); err != nil {
+		return err
 	}
 	ev, ok := sts[0].(Evicter)
 	if !ok {

@@ -116,6 +116,12 @@ func (c *cacheView) afterFill(ctx context.Context, key, v string) (cached bool, 
 	if err := c.st.Set(ctx, key, v); err != nil {
 		return false, "", fmt.Errorf("calling Set: %w", err)
 	}
+	// Until the write's background work is done (memstore: its end), a
+	// read need not fill: the read below would then find nothing cached
+	// by chance, and the TTL would go untested or fail.
+	if err := settle(ctx, c.st); err != nil {
+		return false, "", err
+	}
 	if got, err := c.st.Get(ctx, key); err != nil || got != v {
 		return false, "", fmt.Errorf("after Set, Get = %s, %v; want %s", show(got), err, show(v))
 	}
