@@ -74,7 +74,12 @@
 // go-redis client must have ContextTimeoutEnabled (New checks), or
 // go-redis would wait for its own ReadTimeout instead. What a call takes
 // past its deadline is the time to notice it and return: microseconds on
-// an idle host, more only when the host itself is starved for CPU.
+// an idle host, more only when the host itself is starved for CPU. One
+// exception, outside the store's hands: with several processes on one
+// SQLite file, a statement waiting for another process's write lock waits
+// in SQLite's busy handler, which may not notice the context until the
+// DSN's busy_timeout has passed (keep it short: writes within one process
+// never contend, they commit in groups).
 //
 // Redis data loss of any kind, flush, restart, eviction of any key under
 // any maxmemory-policy, is covered by the fence above. Its cost: after a

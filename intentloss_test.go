@@ -3,11 +3,18 @@ package memstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/memstore/memstore"
 	"github.com/memstore/memstore/internal/inspect"
+	"github.com/memstore/memstore/memtest"
 )
 
 // Redis losing a write's intent must not let a fill of the old row land
@@ -184,54 +191,69 @@ func TestIntentLossMarkerEvicted(t *testing.T) {
 	})
 }
 
-// A marker lost twice under one caller: a write's begin creates the
-// pending marker, fences it, and finds it evicted again before it could
-// record its intent. The marker it creates next is a new incarnation and
-// must be fenced anew, or a write recorded in the first one (x, below)
-// keeps a generation the database still accepts. The verifier caught this
-// under redis-evict-lru (verify/testdata/memstore-evict-lru-fill.jsonl):
-// a reader leased in the re-created marker, read the old row, x committed,
-// and the fill served the old row after x returned.
+// A marker lost twice under one caller: a caller creates the pending
+// marker, fences it, and finds it evicted again before it could use it.
+// The marker it creates next is a new incarnation and must be fenced anew,
+// or a write recorded in the first one (x, below) keeps a generation the
+// database still accepts. The verifier caught this under redis-evict-lru
+// (verify/testdata/memstore-evict-lru-fill.jsonl): a reader leased in the
+// re-created marker, read the old row, x committed, and the fill served the
+// old row after x returned. The caller that re-creates the marker is a
+// write beginning again, or the reader itself retrying its get.
 func TestIntentLossMarkerRecreatedByOneCaller(t *testing.T) {
-	eachDB(t, func(t *testing.T, e *env) {
-		g := newGates(t)
-		s := store(e, &memstore.Options[string]{Hook: g.hook, DisableReconciler: true})
-		mustSet(t, s, "k", "old")
-		mustSync(t, s)
+	for _, by := range []string{"writer", "reader"} {
+		t.Run(by, func(t *testing.T) {
+			eachDB(t, func(t *testing.T, e *env) {
+				g := newGates(t)
+				s := store(e, &memstore.Options[string]{Hook: g.hook, DisableReconciler: true})
+				mustSet(t, s, "k", "old")
+				mustSync(t, s)
 
-		evictMarker(t, e, s)
-		wconfirmed := g.pause("w", memstore.StepRedisConfirm, memstore.After)
-		w := async(func() error { return s.Set(as("w"), "other", "w") })
-		wconfirmed.wait(t) // w created the marker, fenced it and confirmed it
+				evictMarker(t, e, s)
+				who := map[string]string{"writer": "w", "reader": "r"}[by]
+				confirmed := g.pause(who, memstore.StepRedisConfirm, memstore.After)
+				rload := g.pause("r", memstore.StepDBLoad, memstore.After)
+				var rval string
+				var w, r <-chan error
+				getK := func() <-chan error {
+					return async(func() (err error) { rval, err = s.Get(as("r"), "k"); return err })
+				}
+				if by == "writer" {
+					w = async(func() error { return s.Set(as("w"), "other", "w") })
+				} else {
+					r = getK()
+				}
+				confirmed.wait(t) // the caller created the marker, fenced and confirmed it
 
-		xwrite := g.pause("x", memstore.StepDBWrite, memstore.Before)
-		x := async(func() error { return s.Set(as("x"), "k", "new") })
-		xwrite.wait(t) // x's intent is in w's marker; x is about to commit
+				xwrite := g.pause("x", memstore.StepDBWrite, memstore.Before)
+				x := async(func() error { return s.Set(as("x"), "k", "new") })
+				xwrite.wait(t) // x's intent is in that marker; x is about to commit
 
-		evictMarker(t, e, s) // x's intent is lost
-		wconfirmed.open()    // w begins again, in a marker it creates anew
-		if err := await(t, w); err != nil {
-			t.Fatal(err)
-		}
+				evictMarker(t, e, s) // x's intent is lost
+				confirmed.open()     // the caller looks again, and creates the marker anew
+				if by == "writer" {
+					if err := await(t, w); err != nil {
+						t.Fatal(err)
+					}
+					r = getK()
+				}
+				rload.wait(t) // r leased k and read its row before x's commit
 
-		rload := g.pause("r", memstore.StepDBLoad, memstore.After)
-		var rval string
-		r := async(func() (err error) { rval, err = s.Get(as("r"), "k"); return err })
-		rload.wait(t) // r leased k and read its row before x's commit
-
-		xwrite.open()
-		if err := await(t, x); err != nil {
-			t.Fatal(err)
-		}
-		rload.open()
-		if err := await(t, r); err != nil || rval != "old" {
-			t.Fatalf("r = %q, %v; want old (it read before x committed)", rval, err)
-		}
-		if raw, ok := cached(t, e, s, "k"); ok {
-			t.Fatalf("a fill of the row read before x's commit landed after it: cache holds %q", raw)
-		}
-		mustGet(t, s, "k", "new")
-	})
+				xwrite.open()
+				if err := await(t, x); err != nil {
+					t.Fatal(err)
+				}
+				rload.open()
+				if err := await(t, r); err != nil || rval != "old" {
+					t.Fatalf("r = %q, %v; want old (it read before x committed)", rval, err)
+				}
+				if raw, ok := cached(t, e, s, "k"); ok {
+					t.Fatalf("a fill of the row read before x's commit landed after it: cache holds %q", raw)
+				}
+				mustGet(t, s, "k", "new")
+			})
+		})
+	}
 }
 
 // evictMarker deletes the marker of s's namespace, as an eviction would.
@@ -288,4 +310,119 @@ func loseEverything(t testing.TB, e *env, how string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The cost of the fence under real eviction: a private Redis whose
+// maxmemory holds about half the working set, under allkeys-lru,
+// allkeys-lfu and allkeys-random (the policy most likely to evict a
+// marker), with readers and a writer on 2,000 keys. Every read must return
+// the key's last written value; the hit rate and fences are logged, the
+// figures for the cost of data loss (issue notes: `go test -run
+// TestHitRateUnderEviction -v .`).
+func TestHitRateUnderEviction(t *testing.T) {
+	for _, policy := range []string{"noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random"} {
+		t.Run(policy, func(t *testing.T) {
+			e := &env{t: t, redis: memtest.RedisWith(t, &memtest.RedisOptions{Private: true}), db: memtest.SQLite(t)}
+			e.rdb = e.client()
+			ctx := context.Background()
+			s := store[string](e, nil)
+			const keys = 2000
+			val := func(k, n int) string { return fmt.Sprintf("%04d-%06d-%s", k, n, strings.Repeat("v", 1000)) }
+			last := make([]atomic.Int64, keys)
+			for k := range keys {
+				mustSet(t, s, fmt.Sprint(k), val(k, 0))
+			}
+			mustSync(t, s)
+			for k := range keys {
+				mustGet(t, s, fmt.Sprint(k), val(k, 0)) // fills
+			}
+			if policy != "noeviction" {
+				used, err := e.redis.Client().MemoryUsage(ctx, inspect.Key(s.Namespace(), "0")).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				info, err := e.redis.Client().Info(ctx, "memory").Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				base := infoInt(t, info, "used_memory")
+				limit := base - used*keys/2 // about half the entries fit
+				if err := e.redis.Client().ConfigSet(ctx, "maxmemory-policy", policy).Err(); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.redis.Client().ConfigSet(ctx, "maxmemory", fmt.Sprint(limit)).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st0 := s.Stats()
+			stop := time.Now().Add(2 * time.Second)
+			var wg sync.WaitGroup
+			var wrong atomic.Int64
+			for r := range 3 {
+				wg.Go(func() {
+					rng := rand.New(rand.NewPCG(uint64(r), 1))
+					for time.Now().Before(stop) {
+						k := rng.IntN(keys)
+						before := last[k].Load()
+						got, err := s.Get(ctx, fmt.Sprint(k))
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						var gk, gn int
+						fmt.Sscanf(got, "%04d-%06d-", &gk, &gn)
+						if gk != k || int64(gn) < before {
+							wrong.Add(1)
+						}
+					}
+				})
+			}
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(9, 9))
+				for n := 1; time.Now().Before(stop); n++ {
+					k := rng.IntN(keys)
+					if err := s.Set(ctx, fmt.Sprint(k), val(k, n)); err != nil {
+						t.Error(err)
+						return
+					}
+					last[k].Store(int64(n))
+					time.Sleep(2 * time.Millisecond)
+				}
+			})
+			wg.Wait()
+			st := s.Stats()
+			hits, misses := st.Hits-st0.Hits, st.Misses-st0.Misses
+			info, err := e.redis.Client().Info(ctx, "stats").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			evicted := infoInt(t, info, "evicted_keys")
+			if policy != "noeviction" && evicted == 0 {
+				t.Fatalf("setup: %s evicted nothing", policy)
+			}
+			if wrong.Load() != 0 {
+				t.Fatalf("%d reads returned an older value than one already written", wrong.Load())
+			}
+			if hits == 0 {
+				t.Fatalf("no hit in %d reads: fills never resumed under %s", misses, policy)
+			}
+			t.Logf("%-14s reads %6d  hit rate %5.1f%%  evicted %6d  fences %d  fenced writes %d  rejected fills %d",
+				policy, hits+misses, 100*float64(hits)/float64(hits+misses), evicted, st.Fences-st0.Fences, st.FencedWrites-st0.FencedWrites, st.RejectedFills-st0.RejectedFills)
+		})
+	}
+}
+
+func infoInt(t testing.TB, info, field string) int64 {
+	t.Helper()
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("INFO has no %s", field)
+	return 0
 }
