@@ -364,7 +364,7 @@ func opWords(op *history.Op) string {
 	if op.Outcome != history.OK {
 		outcome = ", " + string(op.Outcome)
 	}
-	return fmt.Sprintf("(client %s %s%s, %v–%v)", clientName(op), what, outcome, time.Duration(op.Call), time.Duration(op.Return))
+	return fmt.Sprintf("(client %s %s%s, %v–%v)", clientName(op), what, outcome, time.Duration(op.Call).Round(time.Microsecond), time.Duration(op.Return).Round(time.Microsecond))
 }
 
 // coreBudget bounds the search for the smallest set of operations that

@@ -13,6 +13,7 @@
 //	check-history  check a JSON-lines history recorded elsewhere
 //	demo           the bug in ten seconds: a stale read in the naive store, none in memstore
 //	bench          measure memstore beside raw Redis and the classic strategies
+//	monitor        watch a live namespace: the share of cached entries consistent with the DB
 //	help           print this help, or a command's (memstore help check)
 //
 // memstore alone, -h and --help print the usage. Exit status: 0 when
