@@ -364,7 +364,18 @@ func opWords(op *history.Op) string {
 	if op.Outcome != history.OK {
 		outcome = ", " + string(op.Outcome)
 	}
-	return fmt.Sprintf("(client %s %s%s, %v–%v)", clientName(op), what, outcome, time.Duration(op.Call).Round(time.Microsecond), time.Duration(op.Return).Round(time.Microsecond))
+	return fmt.Sprintf("(client %s %s%s, %v–%v)", clientName(op), what, outcome, opTime(op.Call), opTime(op.Return))
+}
+
+// opTime shows an operation's time since the run began: to the microsecond
+// once past a millisecond (a real run's nanoseconds are noise), exactly
+// below it.
+func opTime(ns int64) time.Duration {
+	d := time.Duration(ns)
+	if d >= time.Millisecond {
+		return d.Round(time.Microsecond)
+	}
+	return d
 }
 
 // coreBudget bounds the search for the smallest set of operations that
