@@ -147,7 +147,6 @@ func TestIntentLossEvictKey(t *testing.T) {
 // reader's lease) rather than commit under the lost intent.
 func TestIntentLossMarkerEvicted(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
-		ctx := context.Background()
 		g := newGates(t)
 		s := store(e, &memstore.Options[string]{Hook: g.hook, DisableReconciler: true})
 		mustSet(t, s, "k", "old") // the first write fences the new namespace's stripe
@@ -156,13 +155,7 @@ func TestIntentLossMarkerEvicted(t *testing.T) {
 		write := g.pause("w", memstore.StepDBWrite, memstore.Before)
 		w := async(func() error { return s.Set(as("w"), "k", "new") })
 		write.wait(t)
-		markers, err := e.redis.Client().Keys(ctx, s.Namespace()+":{*}:m").Result()
-		if err != nil || len(markers) != 1 {
-			t.Fatalf("markers %v, %v; want the namespace's one", markers, err)
-		}
-		if err := e.redis.Client().Del(ctx, markers[0]).Err(); err != nil {
-			t.Fatal(err)
-		}
+		evictMarker(t, e, s)
 		rload := g.pause("r", memstore.StepDBLoad, memstore.After)
 		var rval string
 		r := async(func() (err error) { rval, err = s.Get(as("r"), "k"); return err })
