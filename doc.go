@@ -24,11 +24,12 @@
 //     while no write intent of its key lives. A miss runs the get script,
 //     which takes a fill lease with a fresh random token; the reader reads the
 //     row and fills under the lease, and the fill lands only if the same
-//     lease is still held: every write's begin drops it. A concurrent miss in another process waits for the
-//     lease holder (bounded by Options.LeaseWait, then it takes the lease
-//     over before reading). Within one process, concurrent misses share
-//     one load, but a caller takes a shared result only when it is
-//     provably fresh for it (see flight in read.go).
+//     lease is still held: every write's begin drops it. A concurrent miss
+//     in another process waits for the lease holder (bounded by
+//     Options.LeaseWait, then it takes the lease over before reading).
+//     Within one process, concurrent misses share one load, but a caller
+//     takes a shared result only when it is provably fresh for it (see
+//     flight in read.go).
 //   - Set and Delete record a write intent in the marker and drop the value
 //     and lease (begin), then commit the row and its new version in one
 //     statement, and return. The row is its own outbox: it keeps the
@@ -45,10 +46,11 @@
 //     restart without persistence, its eviction under any
 //     maxmemory-policy) leaves the stripe pending: the next reader or
 //     writer creates a new marker, under a name never used before, and
-//     fences it, one database write that moves the stripe to a new generation, so that every write
-//     that began under the lost marker either committed before the fence
-//     or cannot commit at all (it then begins again). Fills resume as soon
-//     as the fence is recorded: no timeout is waited out. See fence.go.
+//     fences it: one database write that moves the stripe to a new
+//     generation, so that every write that began under the lost marker
+//     either committed before the fence or cannot commit at all (it then
+//     begins again). Fills resume as soon as the fence is recorded: no
+//     timeout is waited out. See fence.go.
 //   - Values are stored byte for byte the same in both tiers; the Redis
 //     entry adds a header (format, version, not-found flag, CRC-32C). A
 //     corrupt or foreign entry is dropped and reloaded, never decoded.

@@ -106,8 +106,9 @@ local function unintent(m, h, tok)
 end
 `
 
-// getScript: KEYS entry, lease, marker; ARGV token, lease ms, force ("1": take the
-// lease over from another holder), incarnation (a new marker's name). Replies:
+// getScript: KEYS entry, lease, marker; ARGV token, lease ms, force ("1":
+// take the lease over from another holder), incarnation (a new marker's
+// name). Replies:
 //
 //	bulk v     hit: the sealed entry
 //	0          lease granted to token: read the DB, then fill
@@ -126,14 +127,14 @@ return grant(h, l, m, now(), ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1')
 `
 
 // fillScript: KEYS entry, lease (the marker too, unread); ARGV token, sealed
-// entry, ttl ms. Installs
-// the entry only if the same lease is still held. Replies 1 if installed, 0
-// if refused. The lease is all a fill needs: every begin drops it (the
-// intent and the drop are one script), no lease is granted while an intent
-// lives, and none in a marker that has not been fenced since it was
-// created, so a lease still held means no write began since the reader's
-// DB read could have missed it. Its deadline only tells other readers when
-// to take over: a late fill under a lease nobody took is still current.
+// entry, ttl ms. Installs the entry only if the same lease is still held.
+// Replies 1 if installed, 0 if refused. The lease is all a fill needs:
+// every begin drops it (the intent and the drop are one script), no lease
+// is granted while an intent lives, and none in a marker that has not been
+// fenced since it was created, so a lease still held means no write began
+// since the reader's DB read could have missed it. Its deadline only tells
+// other readers when to take over: a late fill under a lease nobody took
+// is still current.
 var fillScript = redis.NewScript(`
 local h, l = KEYS[1], KEYS[2]
 if redis.call('HGET', l, 'l') ~= ARGV[1] then return 0 end
@@ -143,9 +144,8 @@ return 1
 `)
 
 // beginScript: KEYS entry, lease, marker; ARGV token, intent ms, incarnation
-// (a new marker's name). Records the write
-// intent in the marker (creating a pending one if it was lost) and drops the
-// key's value and lease, so no fill that started before the write can land.
+// (a new marker's name). Records the write intent in the marker (creating a
+// pending one if it was lost) and drops the key's value and lease, so no fill that started before the write can land.
 // Replies {generation or nil while pending, incarnation token}. Running it
 // twice for one token records one intent.
 var beginScript = redis.NewScript(luaLib + `
