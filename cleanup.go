@@ -56,6 +56,10 @@ func (s *Store[T]) Sync(ctx context.Context) error {
 		return &OpError{Op: "sync", Err: errors.New("store closed")}
 	}
 	select {
+	case s.flush <- struct{}{}: // cut a lingering batch short
+	default:
+	}
+	select {
 	case <-b.done:
 		return nil
 	case <-ctx.Done():
@@ -121,8 +125,9 @@ func (s *Store[T]) cleanupLoop() {
 	linger := time.NewTimer(endLinger)
 	linger.Stop()
 	for {
+		var t task
 		select {
-		case t := <-s.tasks:
+		case t = <-s.tasks:
 			batch = append(batch[:0], t)
 		case <-s.stop:
 			s.drainTasks(batch[:0])
@@ -130,24 +135,32 @@ func (s *Store[T]) cleanupLoop() {
 		}
 		// Linger a little for more: a writer writing one key after
 		// another then shares one round trip for several ends, instead of
-		// a round trip per write competing with the next write's begin. A
-		// Sync flushes at once.
-		linger.Reset(endLinger)
+		// a round trip per write competing with the next write's begin.
+		// The loop sleeps the linger out and then takes what queued
+		// meanwhile, rather than wake for every task: on a host where a
+		// wake-up costs a system call, that was a write's share of the
+		// end. A Sync flushes at once.
+		if t.kind != taskBarrier {
+			linger.Reset(endLinger)
+			select {
+			case <-linger.C:
+			case <-s.flush:
+			case <-s.stop:
+			}
+			if !linger.Stop() {
+				select {
+				case <-linger.C:
+				default:
+				}
+			}
+		}
 	gather:
-		for len(batch) < cleanupBatch && batch[len(batch)-1].kind != taskBarrier {
+		for len(batch) < cleanupBatch {
 			select {
 			case t := <-s.tasks:
 				batch = append(batch, t)
-			case <-linger.C:
-				break gather
-			case <-s.stop:
-				break gather
-			}
-		}
-		if !linger.Stop() {
-			select {
-			case <-linger.C:
 			default:
+				break gather
 			}
 		}
 		for !s.brk.allow() {

@@ -37,6 +37,7 @@ type Store[T any] struct {
 	brk       breaker            // breaker.go
 	deadlines deadlines          // budget.go
 	tasks     chan task          // cleanup.go
+	flush     chan struct{}      // cleanup.go: Sync ends the linger
 	tel       *telemetry         // otel.go
 
 	st stats
@@ -79,6 +80,7 @@ func New[T any](rdb redis.UniversalClient, db *sql.DB, opts *Options[T]) (*Store
 		db:      sdb,
 		flights: make(map[string]*flight),
 		tasks:   make(chan task, cleanupQueue),
+		flush:   make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
