@@ -54,6 +54,14 @@ type Store[T any] struct {
 // no call could honour its context. New refuses a *redis.Client or
 // *redis.ClusterClient without it. New starts the background reconciler
 // unless Options.DisableReconciler is set; Close stops it.
+//
+// On PostgreSQL, give db as many idle connections as it has concurrent
+// callers (db.SetMaxIdleConns): database/sql keeps 2, so past two
+// concurrent statements it closes a connection at every release and opens
+// one for the next statement, and the store's statements, prepared once
+// per connection, are prepared again on each. At 16 writers, 32 idle
+// connections made the store's Sets 3 to 4 times as fast as the default
+// did (benchkit and memtest use 32).
 func New[T any](rdb redis.UniversalClient, db *sql.DB, opts *Options[T]) (*Store[T], error) {
 	if rdb == nil || db == nil {
 		return nil, errors.New("memstore: New needs a Redis client and a *sql.DB")

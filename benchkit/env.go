@@ -14,6 +14,7 @@ import (
 	"github.com/memstore/memstore/internal/randhex"
 	"github.com/memstore/memstore/internal/sqlstore"
 	"github.com/memstore/memstore/internal/testenv"
+	"github.com/memstore/memstore/memtest"
 )
 
 // EnvOptions configure NewEnv. The zero value means the defaults: a private
@@ -112,6 +113,9 @@ func NewEnv(ctx context.Context, opts *EnvOptions) (_ *Env, err error) {
 	if e.DB, err = sql.Open(te.DB.Driver(), te.DB.DSN()); err != nil {
 		return nil, err
 	}
+	// As many idle connections as the rows have goroutines: database/sql's
+	// default of 2 would reconnect to PostgreSQL under load (memtest.IdleConns).
+	e.DB.SetMaxIdleConns(memtest.IdleConns)
 	e.OnClose(e.DB.Close)
 	switch {
 	case o.DB == "postgres":

@@ -119,11 +119,14 @@ func (d *DB) Open() (*sql.DB, error) {
 // time; a connection that finds the lock taken sleeps in SQLite's busy
 // handler (up to 100ms a time). One connection per handle queues the
 // instance's statements in Go instead, which keeps a loaded machine from
-// turning a run into sleeps.
+// turning a run into sleeps. A PostgreSQL pool keeps memtest.IdleConns
+// idle connections, not database/sql's 2, or it reconnects under load.
 func (d *DB) Tune(db *sql.DB) {
 	if d.Dialect == SQLite {
 		db.SetMaxOpenConns(1)
+		return
 	}
+	db.SetMaxIdleConns(memtest.IdleConns)
 }
 
 // Spec says what an environment is made of. The zero value is a private
