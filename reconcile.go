@@ -84,12 +84,14 @@ func (s *Store[T]) Reconcile(ctx context.Context) (int, error) {
 
 // reconcileLoop runs Reconcile every ReconcileInterval, except while the
 // breaker is open (the breaker logs the outage; the loop would only fail).
-// It logs a failing pass once, then at most every reconcileLogEvery.
+// It logs a failing pass once, then at most every reconcileLogEvery. Each
+// tick also looks at the database pool (pool.go).
 func (s *Store[T]) reconcileLoop() {
 	defer close(s.stopped)
 	t := time.NewTicker(s.opts.ReconcileInterval)
 	defer t.Stop()
 	var logged time.Time
+	var pool poolWatch
 	failed := 0
 	for {
 		select {
@@ -97,6 +99,7 @@ func (s *Store[T]) reconcileLoop() {
 			return
 		case <-t.C:
 		}
+		s.watchPool(&pool, time.Now())
 		if !s.brk.allow() {
 			continue
 		}

@@ -231,6 +231,10 @@ func New(db *sql.DB, dialect Dialect, ns string) (*DB, error) {
 // Dialect reports the dialect in use.
 func (d *DB) Dialect() Dialect { return d.dialect }
 
+// IdleClosed is how many connections the pool has closed so far because
+// its idle list was full (sql.DBStats.MaxIdleClosed).
+func (d *DB) IdleClosed() int64 { return d.db.Stats().MaxIdleClosed }
+
 // rebind turns ? placeholders into $n for PostgreSQL.
 func (d *DB) rebind(q string) string { return Rebind(d.dialect, q) }
 
