@@ -32,7 +32,7 @@ func (s *Store[T]) watchPool(w *poolWatch, now time.Time) {
 	closed := s.db.IdleClosed()
 	if secs := now.Sub(w.at).Seconds(); !w.at.IsZero() && secs > 0 {
 		rate := float64(closed-w.closed) / secs
-		if rate >= churnRate && (w.logged.IsZero() || now.Sub(w.logged) >= churnLogEvery) {
+		if rate >= churnRate && now.Sub(w.logged) >= churnLogEvery { // a zero logged is long ago
 			s.opts.Logger.Warn("memstore: the database pool closes idle connections as fast as it opens them; "+
 				"call db.SetMaxIdleConns with the number of concurrent callers",
 				"closed_per_second", int(rate), "max_idle_closed", closed)
