@@ -285,29 +285,49 @@ func (d *DB) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 	return s, nil
 }
 
-// queryRow runs a prepared q on tx, or on the pool when tx is nil.
-func (d *DB) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Row, error) {
-	s, err := d.stmt(ctx, q)
-	if err != nil {
-		return nil, err
+// prepared returns q prepared, for tx or for the pool when tx is nil. In a
+// transaction, a statement the pool has not prepared yet comes back nil:
+// preparing it would wait for a second connection, which a pool of one
+// never frees while the transaction holds its own. The caller runs q
+// unprepared on tx instead, once.
+func (d *DB) prepared(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt, error) {
+	if tx == nil {
+		return d.stmt(ctx, q)
 	}
-	if tx != nil {
-		s = tx.StmtContext(ctx, s)
+	d.stmtMu.Lock()
+	s := d.stmts[q]
+	d.stmtMu.Unlock()
+	if s == nil {
+		return nil, nil
+	}
+	return tx.StmtContext(ctx, s), nil
+}
+
+// queryRow runs q, prepared, on tx, or on the pool when tx is nil.
+func (d *DB) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Row, error) {
+	s, err := d.prepared(ctx, tx, q)
+	switch {
+	case err != nil:
+		return nil, err
+	case s == nil:
+		return tx.QueryRowContext(ctx, q, args...), nil
 	}
 	return s.QueryRowContext(ctx, args...), nil
 }
 
-// exec runs a prepared q on tx, or on the pool when tx is nil, and returns
+// exec runs q, prepared, on tx, or on the pool when tx is nil, and returns
 // the rows it changed.
 func (d *DB) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (int64, error) {
-	s, err := d.stmt(ctx, q)
+	s, err := d.prepared(ctx, tx, q)
 	if err != nil {
 		return 0, err
 	}
-	if tx != nil {
-		s = tx.StmtContext(ctx, s)
+	var res sql.Result
+	if s == nil {
+		res, err = tx.ExecContext(ctx, q, args...)
+	} else {
+		res, err = s.ExecContext(ctx, args...)
 	}
-	res, err := s.ExecContext(ctx, args...)
 	if err != nil {
 		return 0, err
 	}
@@ -655,12 +675,15 @@ func (d *DB) runGroup() {
 // of its own, started and woken for every statement whose context can end,
 // and on a 2-core host those hand-offs were a third of a write's time. So
 // when commitBy is further away than the longest a statement can wait
-// (busy_timeout: within one process writes never wait, they queue here),
+// (busy_timeout: within one process writes never wait, they queue here,
+// and a pool without a bound on its connections never makes one wait),
 // the statements run under a context that never ends, which commits well
 // within the intents' life anyway; closer to it, they run under the
 // deadline. (A disk that stalls longer is not interrupted either way.)
 func (d *DB) commitCtx(commitBy time.Time) (context.Context, context.CancelFunc) {
-	if d.busyWait >= 0 && time.Until(commitBy) > d.busyWait+quietMargin {
+	// A pool with a bound on its connections may make a statement wait for
+	// one, which only the deadline ends: those keep it.
+	if d.busyWait >= 0 && d.db.Stats().MaxOpenConnections == 0 && time.Until(commitBy) > d.busyWait+quietMargin {
 		return context.Background(), func() {}
 	}
 	return context.WithDeadline(context.Background(), commitBy)

@@ -92,21 +92,69 @@ func TestCommitWaitsForALockWithinBusyTimeout(t *testing.T) {
 }
 
 func TestCommitCtx(t *testing.T) {
-	d := &DB{busyWait: 5 * time.Second}
+	d := &DB{db: memtest.SQLite(t), busyWait: 5 * time.Second}
 	if ctx, cancel := d.commitCtx(time.Now().Add(time.Minute)); ctx.Done() != nil {
 		t.Error("a commit deadline a minute away got a context that can end: the driver starts a watcher per statement")
 	} else {
 		cancel()
 	}
 	for _, c := range []struct {
-		busy time.Duration
-		in   time.Duration
-	}{{5 * time.Second, time.Second}, {-1, time.Minute}} {
+		busy    time.Duration
+		in      time.Duration
+		maxOpen int
+	}{{5 * time.Second, time.Second, 0}, {-1, time.Minute, 0}, {5 * time.Second, time.Minute, 1}} {
 		d.busyWait = c.busy
+		d.db.SetMaxOpenConns(c.maxOpen)
 		ctx, cancel := d.commitCtx(time.Now().Add(c.in))
 		if _, ok := ctx.Deadline(); !ok {
-			t.Errorf("busy_timeout %v, deadline in %v: no deadline", c.busy, c.in)
+			t.Errorf("busy_timeout %v, deadline in %v, MaxOpenConns %d: no deadline", c.busy, c.in, c.maxOpen)
 		}
 		cancel()
+	}
+}
+
+// A group commit of several requests on a pool of one connection, before
+// any statement was prepared: the transaction holds the only connection,
+// so its statements must not wait for the pool to prepare them. Before
+// the fix the group waited for its commit deadline and wrote nothing.
+func TestGroupOnAPoolOfOne(t *testing.T) {
+	db := memtest.SQLite(t)
+	db.SetMaxOpenConns(1)
+	d, err := New(db, SQLite, "ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := d.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gen, err := d.Fence(ctx, 0, "inc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitBy := time.Now().Add(time.Minute)
+	var reqs []*request
+	for _, k := range []string{"a", "b"} {
+		r := &request{writes: []Write{{Key: k, Value: []byte(k), Token: "t" + k, Gen: gen}}, commitBy: commitBy, done: make(chan struct{})}
+		reqs = append(reqs, r)
+		d.queue = append(d.queue, r)
+	}
+	ran := make(chan struct{})
+	go func() { d.runGroup(); close(ran) }()
+	select {
+	case <-ran:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the group commit is still waiting after 20s: a statement waited for a second connection")
+	}
+	for i, r := range reqs {
+		if r.err != nil {
+			t.Fatalf("request %d: %v", i, r.err)
+		}
+	}
+	for _, k := range []string{"a", "b"} {
+		row, err := d.Load(ctx, k)
+		if err != nil || !row.Found || string(row.Value) != k {
+			t.Fatalf("%s: row %+v, err %v", k, row, err)
+		}
 	}
 }
