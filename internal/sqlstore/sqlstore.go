@@ -5,7 +5,9 @@
 //
 // The database is the source of truth. A write is one statement per row
 // that upserts (or tombstones) the row and bumps its version, only if the
-// row's stripe is still at the fence generation the write began under. The
+// row's stripe is still at the fence generation the write began under;
+// concurrent writes commit together (on PostgreSQL, plain writes share one
+// statement of many rows, each fenced on its own). The
 // row is its own outbox entry: it keeps the write's intent token and time,
 // indexed, so the reconciler finds every write of a time window and
 // re-applies its cache repair, with no outbox table to insert into and
@@ -155,7 +157,22 @@ const (
 	// RETURNING read back costs SQLite a third of the statement); a write
 	// that changed nothing was fenced.
 	qUpsert = `INSERT INTO memstore_entries (ns, key, value, format, version, ttl_ms, tombstone, updated_at, token)
-SELECT ?, ?, ?, ?, 1, ?, ?, {now}, ? WHERE ` + fenceCheck + `
+SELECT ?, ?, ?, ?, 1, ?, ?, {now}, ? WHERE ` + fenceCheck + upsertSet
+
+	// qUpsertRows is qUpsert for many rows in one statement (PostgreSQL's
+	// group commit, applyRound): the rows come as arrays, each with its
+	// own stripe and generation (0: unfenced), fenced row by row, and the
+	// statement returns the keys it wrote; a key it does not return was
+	// fenced.
+	qUpsertRows = `INSERT INTO memstore_entries (ns, key, value, format, version, ttl_ms, tombstone, updated_at, token)
+SELECT ?, u.key, u.value, u.format, 1, u.ttl_ms, u.tombstone, {now}, u.token
+FROM unnest(?::text[], ?::bytea[], ?::int[], ?::bigint[], ?::boolean[], ?::text[], ?::int[], ?::bigint[])
+  AS u(key, value, format, ttl_ms, tombstone, token, stripe, gen)
+WHERE u.gen = 0 OR EXISTS (SELECT 1 FROM memstore_fences f WHERE f.ns = ? AND f.stripe = u.stripe AND f.gen = u.gen FOR SHARE)` +
+		upsertSet + `
+RETURNING key`
+
+	upsertSet = `
 ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, format = excluded.format,
   version = memstore_entries.version + 1, ttl_ms = excluded.ttl_ms, tombstone = excluded.tombstone,
   updated_at = {now}, token = excluded.token`
@@ -195,7 +212,7 @@ var nowMs = map[Dialect]string{
 }
 
 type queries struct {
-	upsert, casInsert, cas, fence, gen, load, written, mark, setMark string
+	upsert, upsertRows, casInsert, cas, fence, gen, load, written, mark, setMark string
 }
 
 // New returns the queries for namespace ns on db. dialect Unknown detects it.
@@ -221,7 +238,7 @@ func New(db *sql.DB, dialect Dialect, ns string) (*DB, error) {
 		return d.rebind(strings.ReplaceAll(strings.Replace(q, "%s", lock, 1), "{now}", nowMs[dialect]))
 	}
 	d.q = queries{
-		upsert: w(qUpsert), casInsert: w(qCasInsert), cas: w(qCas),
+		upsert: w(qUpsert), upsertRows: w(qUpsertRows), casInsert: w(qCasInsert), cas: w(qCas),
 		fence: d.rebind(qFence), gen: d.rebind(qGen), load: d.rebind(qLoad),
 		written: d.rebind(qWritten), mark: w(qMark), setMark: d.rebind(qSetMark),
 	}
@@ -313,6 +330,26 @@ func (d *DB) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) (*
 		return tx.QueryRowContext(ctx, q, args...), nil
 	}
 	return s.QueryRowContext(ctx, args...), nil
+}
+
+// query runs q, prepared, on the pool, and calls row for each row of its
+// answer.
+func (d *DB) query(ctx context.Context, q string, row func(*sql.Rows) error, args ...any) error {
+	s, err := d.stmt(ctx, q)
+	if err != nil {
+		return err
+	}
+	rs, err := s.QueryContext(ctx, args...)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		if err := row(rs); err != nil {
+			return err
+		}
+	}
+	return rs.Err()
 }
 
 // exec runs q, prepared, on tx, or on the pool when tx is nil, and returns
@@ -488,10 +525,12 @@ func (d *DB) Fence(ctx context.Context, stripe int, incarnation string) (int64, 
 // cases nothing is written. An error that leaves the outcome open wraps
 // ErrCommitUnknown; every other error means nothing was written.
 //
-// On SQLite, which has one writer at a time, concurrent Applies commit
-// together (see group).
+// Concurrent Applies commit together (see group): every Apply on SQLite,
+// which has one writer at a time, and on PostgreSQL an Apply of one plain
+// write (not a compare-and-set), which shares a statement with the others
+// (applyRows).
 func (d *DB) Apply(ctx context.Context, writes []Write, commitBy time.Time) ([]uint64, error) {
-	if d.dialect == SQLite {
+	if d.dialect == SQLite || len(writes) == 1 && writes[0].Expect == nil {
 		return d.group(ctx, writes, commitBy)
 	}
 	ctx, cancel := context.WithDeadline(ctx, commitBy)
@@ -545,10 +584,19 @@ type request struct {
 	err      error
 }
 
-// group is Apply on SQLite: group commit. SQLite runs one write
-// transaction at a time, and each commit costs a sync of the log, so
-// writers queue, and whoever holds the write lock takes every request
-// queued so far and runs them in one transaction: one commit for them all.
+// finish answers the request's Apply.
+func (r *request) finish(vers []uint64, err error) {
+	r.vers, r.err = vers, err
+	close(r.done)
+}
+
+// group is group commit. SQLite runs one write transaction at a time, and
+// each commit costs a sync of the log; on PostgreSQL each statement costs
+// a round trip and the server's work per statement, which a statement of
+// many rows shares. So writers queue, and whoever holds the write lock
+// takes every request queued so far and runs them together: on SQLite in
+// one transaction, one commit for them all; on PostgreSQL (requests of one
+// plain write each) as one statement (applyRows).
 // A request of one write is one statement that either applies or writes
 // nothing (a lost compare-and-set, a fenced stripe), so it fails alone; a
 // request of several runs under a savepoint, all or nothing. A caller whose
@@ -596,10 +644,6 @@ func (d *DB) runGroup() {
 		r.taken = true
 	}
 	d.qmu.Unlock()
-	finish := func(r *request, vers []uint64, err error) {
-		r.vers, r.err = vers, err
-		close(r.done)
-	}
 	if len(batch) == 0 {
 		return
 	}
@@ -611,16 +655,17 @@ func (d *DB) runGroup() {
 	}
 	ctx, cancel := d.commitCtx(commitBy)
 	defer cancel()
+	if d.dialect == Postgres {
+		d.applyRows(ctx, batch)
+		return
+	}
 	if len(batch) == 1 {
-		vers, err := d.apply(ctx, nil, batch[0].writes)
-		finish(batch[0], vers, err)
+		batch[0].finish(d.apply(ctx, nil, batch[0].writes))
 		return
 	}
 	fail := func(err error) {
 		for _, r := range batch {
-			if r.done != nil {
-				finish(r, nil, err)
-			}
+			r.finish(nil, err)
 		}
 	}
 	tx, err := d.db.BeginTx(ctx, nil)
@@ -666,7 +711,85 @@ func (d *DB) runGroup() {
 		return
 	}
 	for i, r := range batch {
-		finish(r, vers[i], errs[i])
+		r.finish(vers[i], errs[i])
+	}
+}
+
+// applyRows is runGroup on PostgreSQL, for requests of one plain write
+// each: one statement per round, a round holding each key once, so a key
+// written twice in the batch is written twice, in queue order.
+func (d *DB) applyRows(ctx context.Context, batch []*request) {
+	for len(batch) > 0 {
+		var round, rest []*request
+		seen := make(map[string]bool, len(batch))
+		for _, r := range batch {
+			if k := r.writes[0].Key; seen[k] {
+				rest = append(rest, r)
+			} else {
+				seen[k] = true
+				round = append(round, r)
+			}
+		}
+		d.applyRound(ctx, round)
+		batch = rest
+	}
+}
+
+// applyRound writes the rows of requests of distinct keys in one
+// statement (qUpsertRows), in key order, so that statements of several
+// processes lock rows in one order. Each row is fenced on its own: a
+// fenced write fails alone. A statement the server refused wrote nothing,
+// and may have been refused for one row (a key the database cannot
+// store): each write then runs alone, and fails alone.
+func (d *DB) applyRound(ctx context.Context, round []*request) {
+	if len(round) == 1 {
+		round[0].finish(d.apply(ctx, nil, round[0].writes))
+		return
+	}
+	slices.SortFunc(round, func(a, b *request) int { return strings.Compare(a.writes[0].Key, b.writes[0].Key) })
+	n := len(round)
+	keys, values, tokens := make([]string, 0, n), make([][]byte, 0, n), make([]string, 0, n)
+	formats, stripes := make([]int32, 0, n), make([]int32, 0, n)
+	ttls, gens := make([]int64, 0, n), make([]int64, 0, n)
+	dels := make([]bool, 0, n)
+	rows := round[:0:0]
+	for _, r := range round {
+		w := r.writes[0]
+		check, err := fenceGen(w)
+		if err != nil {
+			r.finish(nil, err)
+			continue
+		}
+		rows = append(rows, r)
+		keys, tokens = append(keys, w.Key), append(tokens, w.Token)
+		values = append(values, nonNil(w.Value))
+		formats, stripes = append(formats, int32(w.Format)), append(stripes, int32(w.Stripe))
+		ttls, gens = append(ttls, w.TTL.Milliseconds()), append(gens, check)
+		dels = append(dels, w.Delete)
+	}
+	if len(rows) == 0 {
+		return
+	}
+	written := make(map[string]bool, len(rows))
+	err := d.query(ctx, d.q.upsertRows, func(rs *sql.Rows) error {
+		var k string
+		if err := rs.Scan(&k); err != nil {
+			return err
+		}
+		written[k] = true
+		return nil
+	}, d.ns, keys, values, formats, ttls, dels, tokens, stripes, gens, d.ns)
+	for _, r := range rows {
+		switch {
+		case err == nil && written[r.writes[0].Key]:
+			r.finish([]uint64{0}, nil)
+		case err == nil:
+			r.finish(nil, ErrFenced)
+		case notApplied(err):
+			r.finish(d.apply(ctx, nil, r.writes))
+		default:
+			r.finish(nil, errors.Join(ErrCommitUnknown, err))
+		}
 	}
 }
 
@@ -694,17 +817,11 @@ const quietMargin = 100 * time.Millisecond
 
 // applyOne runs one row's write statement (on tx, or on its own).
 func (d *DB) applyOne(ctx context.Context, tx *sql.Tx, w Write) (uint64, error) {
-	value := w.Value
-	if value == nil {
-		value = []byte{}
-	}
+	value := nonNil(w.Value)
 	ttl := w.TTL.Milliseconds()
-	check := w.Gen
-	switch {
-	case w.Unfenced:
-		check = 0
-	case w.Gen <= 0:
-		return 0, fmt.Errorf("sqlstore: write of %q without a fence generation", w.Key)
+	check, err := fenceGen(w)
+	if err != nil {
+		return 0, err
 	}
 	fence := []any{check, d.ns, w.Stripe, w.Gen}
 	var q string
@@ -751,6 +868,27 @@ func (d *DB) applyOne(ctx context.Context, tx *sql.Tx, w Write) (uint64, error) 
 		return 0, err
 	}
 	return 0, ErrConflict
+}
+
+// fenceGen is the generation a write's statement checks its stripe
+// against: its own, or 0 (no check) for an unfenced write.
+func fenceGen(w Write) (int64, error) {
+	switch {
+	case w.Unfenced:
+		return 0, nil
+	case w.Gen <= 0:
+		return 0, fmt.Errorf("sqlstore: write of %q without a fence generation", w.Key)
+	}
+	return w.Gen, nil
+}
+
+// nonNil is a value as the database stores it: NOT NULL, so an empty
+// value is an empty string of bytes.
+func nonNil(v []byte) []byte {
+	if v == nil {
+		return []byte{}
+	}
+	return v
 }
 
 // notApplied reports whether a failed autocommit statement certainly did
