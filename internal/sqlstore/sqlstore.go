@@ -717,7 +717,10 @@ func (d *DB) runGroup() {
 
 // applyRows is runGroup on PostgreSQL, for requests of one plain write
 // each: one statement per round, a round holding each key once, so a key
-// written twice in the batch is written twice, in queue order.
+// written twice in the batch is written twice, in queue order. The price
+// of sharing: a statement that waits for a row lock (another process's
+// transaction on one of its keys) holds up the writes queued behind it, at
+// most until the earliest commit deadline of its group, when it is aborted.
 func (d *DB) applyRows(ctx context.Context, batch []*request) {
 	for len(batch) > 0 {
 		var round, rest []*request
