@@ -1,5 +1,10 @@
 package memtest
 
+import (
+	"context"
+	"os/exec"
+)
+
 // Internals that the external tests (package memtest_test) check.
 var (
 	BinaryCluster       = binaryCluster
@@ -14,3 +19,17 @@ func ClusterDir(c *PostgresCluster) string { return c.dir }
 var KeyForSlot = keyForSlot
 
 func RedisClusterDir(c *RedisCluster) string { return c.set.dir }
+
+// StartOnPort starts a redis-server like StartRedis, on a port the caller
+// chooses, in dir.
+func StartOnPort(ctx context.Context, dir string, port int) (*RedisServer, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	s := &RedisServer{bin: bin, dir: dir, port: port}
+	if err := s.start(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -229,7 +230,15 @@ func waitRedisReady(ctx context.Context, addr string, proc *process) error {
 			return fmt.Errorf("exited during startup: %v", proc.err)
 		}
 		if pingRaw(addr) {
-			return nil
+			// A server that lost the race for the port exits, but until
+			// it does, the one that won answers on its address.
+			switch pid := serverPID(addr); pid {
+			case proc.pid():
+				return nil
+			case 0: // not answering yet after all
+			default:
+				return fmt.Errorf("the port answers for process %d: %w", pid, errAddrInUse)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -251,6 +260,40 @@ func pingRaw(addr string) bool {
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')
 	return err == nil && strings.HasPrefix(line, "+PONG")
+}
+
+// serverPID returns the process id the server on addr reports (INFO
+// server), or 0 if it does not answer.
+func serverPID(addr string) int {
+	c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+	if err != nil {
+		return 0
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := c.Write([]byte("INFO server\r\n")); err != nil {
+		return 0
+	}
+	r := bufio.NewReader(c)
+	head, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(head, "$") {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(head[1:]))
+	if err != nil || n <= 0 {
+		return 0
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(body), "\r\n") {
+		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
+			pid, _ := strconv.Atoi(v)
+			return pid
+		}
+	}
+	return 0
 }
 
 // Addr is the server's host:port.

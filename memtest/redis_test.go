@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -288,5 +289,26 @@ func TestRedisSharedPrefix(t *testing.T) {
 	}
 	if got := srv.Client().Get(ctx, "someone-else").Val(); got != "x" {
 		t.Errorf("a key outside the prefix was deleted")
+	}
+}
+
+// A redis-server started on a port another server holds fails with
+// "address in use" (and the fixture tries another port): the other server
+// answering on the address must not pass for it. Before the check, a
+// cluster node was once handed a neighbour's address and its setup failed.
+func TestStartOnATakenPortFails(t *testing.T) {
+	taken := memtest.RedisWith(t, &memtest.RedisOptions{Private: true})
+	_, port, err := net.SplitHostPort(taken.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(port)
+	s, err := memtest.StartOnPort(t.Context(), t.TempDir(), p)
+	if err == nil {
+		s.Close()
+		t.Fatalf("a second redis-server on taken port %d started without an error", p)
+	}
+	if !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("err %v, want address already in use", err)
 	}
 }
