@@ -574,7 +574,12 @@ func TestInterrupt(t *testing.T) {
 			t.Fatalf("no workload progress in 60s:\n%s", strings.Join(log, "\n"))
 		}
 	}
-	servers := redisChildren(t, cmd.Process.Pid)
+	// A redis-kill fault leaves the check without a server until it
+	// restarts one: look again for a while.
+	var servers []int
+	for end := time.Now().Add(30 * time.Second); len(servers) == 0 && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		servers = redisChildren(t, cmd.Process.Pid)
+	}
 	if len(servers) == 0 {
 		t.Fatal("no redis-server child found while the check ran")
 	}
